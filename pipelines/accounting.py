@@ -1,0 +1,102 @@
+"""Counting what became of every input, and checking that nothing was lost.
+
+Every input ends as exactly one of ``written`` (at least one row), ``failed`` (a failure row,
+no row) or ``duplicate``. Inputs are counted independently where they are read, so
+``inputs == written + failed + duplicates`` per source is a real check, written to
+``stats.json`` on every run.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import apache_beam as beam
+
+INPUT, WRITTEN, FAILED, DUPLICATE = "inputs", "written", "failed", "duplicates"
+OUTCOMES = (WRITTEN, FAILED, DUPLICATE)
+# When one image gives several faces, its best outcome counts.
+_PRIORITY = {WRITTEN: 2, FAILED: 1}
+
+
+def image_id_of(face_id: str) -> str:
+    """The content id of the image a face id belongs to (face ids end in ``-f<k>``)."""
+    return face_id.partition("-f")[0]
+
+
+def summarise(counts: dict) -> dict:
+    """Totals, per-source counts, failures by reason and the invariant, from raw counts.
+
+    Parameters
+    ----------
+    counts : dict
+        ``{(kind, a, b): n}`` with kinds ``"source"`` (a = source, b = outcome or inputs),
+        ``"failure"`` (a = stage, b = reason) and ``"rows"``.
+    """
+    sources = collections.defaultdict(lambda: dict.fromkeys((INPUT, *OUTCOMES), 0))
+    failures = {}
+    rows = 0
+    for (kind, first, second), number in counts.items():
+        if kind == "source":
+            sources[first][second] += number
+        elif kind == "failure":
+            failures[f"{first}/{second}"] = number
+        elif kind == "rows":
+            rows += number
+    totals = {key: sum(source[key] for source in sources.values())
+              for key in (INPUT, *OUTCOMES)}
+    broken = sorted(name for name, source in sources.items()
+                    if source[INPUT] != sum(source[key] for key in OUTCOMES))
+    return {
+        **totals,
+        "rows": rows,
+        "failures_by_reason": dict(sorted(failures.items())),
+        "sources": {name: sources[name] for name in sorted(sources)},
+        "invariant": {"holds": not broken, "broken_sources": broken,
+                      "rule": "inputs == written + failed + duplicates, per source"},
+    }
+
+
+def _best_outcome(outcomes):
+    return max(outcomes, key=_PRIORITY.__getitem__)
+
+
+class CountOutcomes(beam.PTransform):
+    """Raw counts ``{(kind, a, b): n}`` as a single-element PCollection.
+
+    Inputs (a dict of PCollections):
+    ``inputs``: source per input read; ``read_failures``: inputs that could not be read;
+    ``duplicates``: ``(source, uri)``; ``failures``: failures after deduplication;
+    ``written``: ``(source, row id)`` per row written.
+    """
+
+    def expand(self, parts):
+        early = (
+            (parts["inputs"] | "InputEvents" >> beam.Map(lambda s: (("source", s, INPUT), 1))),
+            # An input that could not be read is an input, and a failed one.
+            (parts["read_failures"]
+             | "ReadFailureEvents" >> beam.FlatMap(lambda f: [(("source", f.source, INPUT), 1),
+                                                               (("source", f.source, FAILED), 1)])),
+            (parts["duplicates"]
+             | "DuplicateEvents" >> beam.MapTuple(lambda s, _: (("source", s, DUPLICATE), 1))),
+        )
+        late = (
+            (parts["failures"]
+             | "FailureOutcomes" >> beam.Map(lambda f: ((image_id_of(f.id), f.source), FAILED))),
+            (parts["written"]
+             | "WrittenOutcomes" >> beam.MapTuple(
+                 lambda source, row_id: ((image_id_of(row_id), source), WRITTEN))),
+        )
+        per_image = (late
+                     | "FlattenOutcomes" >> beam.Flatten()
+                     | "BestOutcomePerImage" >> beam.CombinePerKey(_best_outcome)
+                     | "OutcomeEvents" >> beam.MapTuple(
+                         lambda key, outcome: (("source", key[1], outcome), 1)))
+        all_failures = ((parts["read_failures"], parts["failures"])
+                        | "AllFailures" >> beam.Flatten())
+        reasons = all_failures | "ReasonEvents" >> beam.Map(
+            lambda f: (("failure", f.stage, f.reason), 1))
+        rows = parts["written"] | "RowEvents" >> beam.Map(lambda _: (("rows", "", ""), 1))
+        return ((*early, per_image, reasons, rows)
+                | "FlattenEvents" >> beam.Flatten()
+                | "CountEvents" >> beam.CombinePerKey(sum)
+                | "ToOneDict" >> beam.combiners.ToDict())

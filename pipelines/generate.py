@@ -1,0 +1,579 @@
+"""`expnet generate`: label a face collection with 29-D 3DMM expression coefficients.
+
+Run on the bundled photos with the DirectRunner::
+
+    expnet generate --input examples/faces --output /tmp/expnet-out
+
+Every input ends as exactly one of: a row in ``part-*.parquet``, a failure row in
+``failures/``, or a duplicate count; ``stats.json`` records the counts and checks that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from fitting.crop import encode_jpeg, expnet_crop
+from fitting.image import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES, select_faces
+from pipelines import accounting, writing
+from pipelines.inference import LandmarkModelHandler
+from pipelines.sources import Failure, expand_input, read_item
+from schemas import DatasetMetadata
+from schemas import rows as columns
+
+FAILURES = "failures"
+MAX_FILE_BYTES = 64 * 1024 * 1024
+FIT_BATCH_SIZE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageMeta:
+    """An input image after deduplication, minus its pixels."""
+
+    id: str
+    uri: str
+    source: str
+    label: str | None
+    subject: str | None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FaceRecord:
+    """One face, cropped, waiting for its fit.
+
+    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float64, ``face_box`` (4,).
+    """
+
+    id: str
+    image: ImageMeta
+    crop_jpeg: bytes
+    crop_landmarks: np.ndarray
+    source_landmarks: np.ndarray
+    face_box: np.ndarray
+
+
+def _count_failure(failure: Failure) -> Failure:
+    beam.metrics.Metrics.counter("expnet", f"failed_{failure.stage}_{failure.reason}").inc()
+    return failure
+
+
+class ExpandInputDoFn(beam.DoFn):
+    """Input spec -> items to read (main) and failures (tagged)."""
+
+    def __init__(self, label_from_parent: bool):
+        self.label_from_parent = label_from_parent
+
+    def process(self, spec):
+        for item in expand_input(spec, label_from_parent=self.label_from_parent):
+            if isinstance(item, Failure):
+                yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(item))
+            else:
+                yield item
+
+
+class ReadItemDoFn(beam.DoFn):
+    """Item -> source records (main) and failures (tagged)."""
+
+    def __init__(self, max_file_bytes: int):
+        self.max_file_bytes = max_file_bytes
+
+    def process(self, item):
+        for record in read_item(item, max_file_bytes=self.max_file_bytes):
+            if isinstance(record, Failure):
+                yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(record))
+            else:
+                beam.metrics.Metrics.counter("expnet", "inputs").inc()
+                yield record
+
+
+class ReadSources(beam.PTransform):
+    """Input specs -> ``SourceRecord``s; failures at stage ``read`` in ``FAILURES``."""
+
+    def __init__(self, *, label_from_parent: bool, max_file_bytes: int):
+        super().__init__()
+        self.label_from_parent = label_from_parent
+        self.max_file_bytes = max_file_bytes
+
+    def expand(self, specs):
+        expanded = specs | "ExpandInputs" >> beam.ParDo(
+            ExpandInputDoFn(self.label_from_parent)).with_outputs(FAILURES, main="items")
+        read = (expanded.items
+                | "SpreadItems" >> beam.Reshuffle()
+                | "ReadItems" >> beam.ParDo(ReadItemDoFn(self.max_file_bytes))
+                .with_outputs(FAILURES, main="records"))
+        failures = ((expanded[FAILURES], read[FAILURES])
+                    | "ReadFailures" >> beam.Flatten())
+        return read.records, failures
+
+
+class KeepSmallestUri(beam.CombineFn):
+    """Keeps the record with the smallest URI; remembers the others as duplicates."""
+
+    def create_accumulator(self):
+        return None, []
+
+    def add_input(self, accumulator, record):
+        return self.merge_accumulators([accumulator, (record, [])])
+
+    def merge_accumulators(self, accumulators):
+        best, duplicates = None, []
+        for record, others in accumulators:
+            duplicates.extend(others)
+            if record is None:
+                continue
+            if best is None or record.uri < best.uri:
+                if best is not None:
+                    duplicates.append((best.source, best.uri))
+                best = record
+            else:
+                duplicates.append((record.source, record.uri))
+        return best, duplicates
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+DUPLICATES = "duplicates"
+
+
+def _split_duplicates(element):
+    _, (survivor, duplicates) = element
+    for source, uri in duplicates:
+        beam.metrics.Metrics.counter("expnet", "duplicates").inc()
+        yield beam.pvalue.TaggedOutput(DUPLICATES, (source, uri))
+    yield survivor
+
+
+class Deduplicate(beam.PTransform):
+    """One survivor per content id (smallest URI wins); duplicates as ``(source, uri)``."""
+
+    def expand(self, records):
+        combined = (records
+                    | "KeyByContent" >> beam.Map(lambda record: (record.content_id, record))
+                    | "KeepOnePerId" >> beam.CombinePerKey(KeepSmallestUri())
+                    | "SplitDuplicates" >> beam.FlatMap(_split_duplicates)
+                    .with_outputs(DUPLICATES, main="survivors"))
+        return combined.survivors, combined[DUPLICATES]
+
+
+class DecodeDoFn(beam.DoFn):
+    """Source record -> ``(ImageMeta, RGB image)``, or a ``decode`` failure."""
+
+    def __init__(self, max_pixels: int):
+        self.max_pixels = max_pixels
+
+    def process(self, record):
+        meta = ImageMeta(record.content_id, record.uri, record.source, record.label,
+                         record.subject)
+        try:
+            image = decode_image(record.data, max_pixels=self.max_pixels)
+        except ImageDecodeError as error:
+            yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(Failure(
+                meta.id, meta.uri, meta.source, "decode", error.reason, str(error))))
+            return
+        yield meta, image
+
+
+class SelectAndCropDoFn(beam.DoFn):
+    """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
+
+    def __init__(self, *, policy: str, crop_size: int, jpeg_quality: int):
+        self.policy = policy
+        self.crop_size = crop_size
+        self.jpeg_quality = jpeg_quality
+
+    def process(self, element):
+        meta, image, found = element
+        faces = select_faces(found, self.policy)
+        if not faces:
+            yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(Failure(
+                meta.id, meta.uri, meta.source, "detect", found.failure or "no_face",
+                "no face found")))
+            return
+        for index, face in enumerate(faces):
+            face_id = meta.id if self.policy != "all" else f"{meta.id}-f{index}"
+            crop = expnet_crop(image, face.landmarks, crop_size=self.crop_size)
+            yield FaceRecord(
+                id=face_id, image=meta,
+                crop_jpeg=encode_jpeg(crop.image, quality=self.jpeg_quality),
+                crop_landmarks=crop.landmarks, source_landmarks=face.landmarks,
+                face_box=face.box)
+
+
+def _detector_failures(failed):
+    """Failure rows for every image of a batch whose inference raised."""
+    batch, error = failed
+    for meta, _ in batch:
+        yield _count_failure(Failure(meta.id, meta.uri, meta.source, "detect",
+                                     "detector_error", repr(error)))
+
+
+class DetectAndCrop(beam.PTransform):
+    """Decoded images -> cropped faces with landmarks; failures at ``detect``."""
+
+    def __init__(self, handler: LandmarkModelHandler, *, policy: str, crop_size: int,
+                 jpeg_quality: int):
+        super().__init__()
+        self.handler = handler
+        self.policy = policy
+        self.crop_size = crop_size
+        self.jpeg_quality = jpeg_quality
+
+    def expand(self, images):
+        detected = images | "DetectLandmarks" >> RunInference(
+            self.handler).with_exception_handling()
+        main, dead_letters = detected
+        crops = main | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
+            policy=self.policy, crop_size=self.crop_size, jpeg_quality=self.jpeg_quality,
+        )).with_outputs(FAILURES, main="faces")
+        detector_failures = (dead_letters.failed_inferences
+                             | "DetectorFailures" >> beam.FlatMap(_detector_failures))
+        failures = ((crops[FAILURES], detector_failures) | "DetectFailures" >> beam.Flatten())
+        return crops.faces, failures
+
+
+class FitDoFn(beam.DoFn):
+    """A batch of faces -> ``(source, row)`` per fitted face, or ``fit`` failures.
+
+    The faces of a batch share one identity when ``pooled`` (they are one subject).
+    """
+
+    def __init__(self, model_spec: str, model_hash: str, landmarker: str, *, pooled: bool):
+        self.model_spec = model_spec
+        self.model_hash = model_hash
+        self.landmarker = landmarker
+        self.pooled = pooled
+        self.model = None
+
+    def setup(self):
+        from fitting.models import load_model
+
+        self.model = load_model(self.model_spec)
+        if self.model.content_hash != self.model_hash:
+            raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
+                               "one the pipeline was launched with")
+
+    def process(self, faces):
+        from fitting.fitter import fit_landmarks
+
+        faces = sorted(faces, key=lambda face: face.id)
+        landmarks = np.stack([face.crop_landmarks for face in faces])
+        subject_ids = [face.image.subject for face in faces] if self.pooled else None
+        fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids)
+        for index, face in enumerate(faces):
+            if fit.failure[index] is not None:
+                yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(Failure(
+                    face.id, face.image.uri, face.image.source, "fit", fit.failure[index],
+                    "the morphable-model fit failed")))
+                continue
+            beam.metrics.Metrics.counter("expnet", "rows").inc()
+            yield face.image.source, to_row(face, fit, index, landmarker=self.landmarker,
+                                            model_id=self.model.model_id)
+
+
+def _floats(values) -> list:
+    return np.asarray(values, dtype=np.float32).ravel().tolist()
+
+
+def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str) -> dict:
+    """The schema row of face ``index`` of a ``FitBatch``: float32 at this boundary."""
+    return {
+        columns.ID: face.id,
+        columns.SOURCE_URI: face.image.uri,
+        columns.IMAGE: {"bytes": face.crop_jpeg, "path": f"{face.id}.jpg"},
+        columns.LABEL: face.image.label,
+        columns.SUBJECT: face.image.subject,
+        columns.EXPRESSION: _floats(fit.expression[index]),
+        columns.IDENTITY: _floats(fit.identity[index]),
+        columns.ROTATION: _floats(fit.rotation[index]),
+        columns.YAW: float(np.float32(fit.yaw[index])),
+        columns.PITCH: float(np.float32(fit.pitch[index])),
+        columns.ROLL: float(np.float32(fit.roll[index])),
+        columns.SCALE: float(np.float32(fit.scale[index])),
+        columns.TRANSLATION: _floats(fit.translation[index]),
+        columns.LANDMARKS: _floats(face.crop_landmarks),
+        columns.SOURCE_LANDMARKS: _floats(face.source_landmarks),
+        columns.FACE_BOX: _floats(face.face_box),
+        columns.FIT_RESIDUAL: float(np.float32(fit.residual[index])),
+        columns.LANDMARKER: landmarker,
+        columns.MODEL_ID: model_id,
+    }
+
+
+def _subject_chunks(element, chunk_size: int):
+    """A subject's faces, sorted by id, in chunks of at most ``chunk_size``."""
+    _, faces = element
+    faces = sorted(faces, key=lambda face: face.id)
+    for start in range(0, len(faces), chunk_size):
+        yield faces[start:start + chunk_size]
+
+
+class FitMorphableModel(beam.PTransform):
+    """Faces -> ``(source, row)``; identity pooled per subject where subjects are known.
+
+    Faces with a subject are grouped by it (a GroupByKey, large subjects split into chunks
+    of ``subject_chunk_size``) and share an identity; the others are fitted in batches with
+    an identity each.
+    """
+
+    def __init__(self, model_spec: str, model_hash: str, landmarker: str, *,
+                 subject_chunk_size: int):
+        super().__init__()
+        self.model_spec = model_spec
+        self.model_hash = model_hash
+        self.landmarker = landmarker
+        self.subject_chunk_size = subject_chunk_size
+
+    def _fit(self, pooled: bool):
+        return beam.ParDo(FitDoFn(self.model_spec, self.model_hash, self.landmarker,
+                                  pooled=pooled)).with_outputs(FAILURES, main="rows")
+
+    def expand(self, faces):
+        with_subject, without_subject = faces | "SplitBySubject" >> beam.Partition(
+            lambda face, _: 0 if face.image.subject else 1, 2)
+        pooled = (with_subject
+                  | "KeyBySubject" >> beam.Map(lambda face: (face.image.subject, face))
+                  | "GroupBySubject" >> beam.GroupByKey()
+                  | "ChunkSubjects" >> beam.FlatMap(_subject_chunks,
+                                                    chunk_size=self.subject_chunk_size)
+                  | "FitPooled" >> self._fit(pooled=True))
+        single = (without_subject
+                  | "BatchFaces" >> beam.BatchElements(min_batch_size=1,
+                                                       max_batch_size=FIT_BATCH_SIZE)
+                  | "FitSingle" >> self._fit(pooled=False))
+        rows = (pooled.rows, single.rows) | "FittedRows" >> beam.Flatten()
+        failures = (pooled[FAILURES], single[FAILURES]) | "FitFailures" >> beam.Flatten()
+        return rows, failures
+
+
+class LabelFaces(beam.PTransform):
+    """Input specs -> ``(rows, failures, duplicates, inputs)``: the whole labelling chain."""
+
+    def __init__(self, options: "GenerateOptions", model_hash: str):
+        super().__init__()
+        self.options = options
+        self.model_hash = model_hash
+
+    def expand(self, specs):
+        opts = self.options
+        records, read_failures = specs | "Read" >> ReadSources(
+            label_from_parent=opts.label_from_parent, max_file_bytes=opts.max_file_bytes)
+        survivors, duplicates = records | "Deduplicate" >> Deduplicate()
+        decoded = survivors | "Decode" >> beam.ParDo(
+            DecodeDoFn(opts.max_pixels)).with_outputs(FAILURES, main="images")
+        handler = LandmarkModelHandler(opts.landmarker, landmarker_options(opts))
+        faces, detect_failures = decoded.images | "Detect" >> DetectAndCrop(
+            handler, policy=opts.faces, crop_size=opts.crop_size,
+            jpeg_quality=opts.jpeg_quality)
+        fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
+            opts.model, self.model_hash, opts.landmarker,
+            subject_chunk_size=opts.subject_chunk_size)
+        failures = ((decoded[FAILURES], detect_failures, fit_failures)
+                    | "LabelFailures" >> beam.Flatten())
+        inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
+        return {"rows": fitted, "failures": failures, "read_failures": read_failures,
+                "duplicates": duplicates, "inputs": inputs}
+
+
+def landmarker_options(options: "GenerateOptions") -> dict:
+    if options.landmarker == "fan" and options.landmarker_weights:
+        return {"weights_path": options.landmarker_weights}
+    return {}
+
+
+class GenerateOptions(PipelineOptions):
+    """Flags of ``expnet generate`` (Beam's own flags, e.g. ``--runner``, are accepted too)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input", nargs="+", default=None,
+                            help="folders, globs, files, archives (.tar, .tar.gz, .zip) or "
+                                 "manifests (.csv, .jsonl); local or gs://, s3://")
+        parser.add_argument("--output", default=None, help="output folder (local or remote)")
+        parser.add_argument("--model", default="open",
+                            help="'open' (embedded CC0 model) or a converted model .npz")
+        parser.add_argument("--landmarker", default="dlib", choices=LANDMARKERS)
+        parser.add_argument("--landmarker-weights", "--landmarker_weights",
+                            dest="landmarker_weights", default=None,
+                            help="FAN weights file (default: the torch hub cache)")
+        parser.add_argument("--crop-size", "--crop_size", dest="crop_size", type=int,
+                            default=224, help="side of the stored face crop in pixels")
+        parser.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality",
+                            type=int, default=95)
+        parser.add_argument("--faces", default="largest", choices=SELECTION_POLICIES,
+                            help="which faces of an image to keep")
+        parser.add_argument("--label-from-parent", "--label_from_parent",
+                            dest="label_from_parent", action="store_true",
+                            help="label = name of the image's parent folder")
+        parser.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int,
+                            default=0, help="fixed shard count; 0 = about 256 MB a shard")
+        parser.add_argument("--subject-chunk-size", "--subject_chunk_size",
+                            dest="subject_chunk_size", type=int, default=256,
+                            help="most images of one subject fitted together")
+        parser.add_argument("--max-pixels", "--max_pixels", dest="max_pixels", type=int,
+                            default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+        parser.add_argument("--max-file-bytes", "--max_file_bytes", dest="max_file_bytes",
+                            type=int, default=MAX_FILE_BYTES, help="refuse larger files")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace the shards of an earlier run in --output")
+        parser.add_argument("--quiet", action="store_true", help="print no summary")
+
+
+def validate_options(options: GenerateOptions) -> list[str]:
+    """Every problem with the flags, before anything runs."""
+    problems = []
+    if not options.input:
+        problems.append("--input is required (one or more folders, globs, archives, "
+                        "manifests)")
+    if not options.output:
+        problems.append("--output is required")
+    if options.crop_size < 32 or options.crop_size > 4096:
+        problems.append(f"--crop-size must be in 32..4096, got {options.crop_size}")
+    if not 1 <= options.jpeg_quality <= 100:
+        problems.append(f"--jpeg-quality must be in 1..100, got {options.jpeg_quality}")
+    if options.num_shards < 0:
+        problems.append(f"--num-shards must be >= 0, got {options.num_shards}")
+    if options.subject_chunk_size < 1:
+        problems.append("--subject-chunk-size must be >= 1")
+    if options.max_pixels < 1 or options.max_file_bytes < 1:
+        problems.append("--max-pixels and --max-file-bytes must be positive")
+    return problems
+
+
+class OptionsError(ValueError):
+    """The flags of a run are invalid; the message lists every problem."""
+
+
+def dataset_metadata(options: GenerateOptions):
+    """Load the model and landmarker description once, in the launcher: checks both early."""
+    from fitting.landmarks import create_landmarker
+    from fitting.models import load_model
+    from pipelines import version
+
+    model = load_model(options.model)
+    landmarker = create_landmarker(options.landmarker, **landmarker_options(options))
+    landmarker.check_available()
+    return model, DatasetMetadata(
+        model_id=model.model_id, model_hash=model.content_hash,
+        expression_std=tuple(float(value) for value in model.expression_std),
+        landmarker=options.landmarker, landmarker_version=landmarker.version,
+        pipeline_version=version.VERSION)
+
+
+def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMetadata):
+    """Add the generate job to ``pipeline``; returns the PCollection of raw counts."""
+    output = options.output.rstrip("/")
+    labelled = (pipeline
+                | "InputSpecs" >> beam.Create(list(options.input))
+                | "Label" >> LabelFaces(options, metadata.model_hash))
+    rows = labelled["rows"] | "Rows" >> beam.Values()
+    shards = rows | "WriteShards" >> writing.WriteShards(output, metadata,
+                                                          num_shards=options.num_shards)
+    _ = (shards
+         | "AllShards" >> beam.combiners.ToList()
+         | "WriteManifest" >> beam.Map(write_manifest, output=output, metadata=metadata))
+    all_failures = ((labelled["read_failures"], labelled["failures"])
+                    | "AllFailures" >> beam.Flatten())
+    _ = (all_failures
+         | "FailureList" >> beam.combiners.ToList()
+         | "WriteFailures" >> beam.Map(lambda failures: writing.write_failures(output,
+                                                                                failures)))
+    written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
+        lambda source, row: (source, row[columns.ID]))
+    counts = {"inputs": labelled["inputs"], "read_failures": labelled["read_failures"],
+              "duplicates": labelled["duplicates"], "failures": labelled["failures"],
+              "written": written} | "Account" >> accounting.CountOutcomes()
+    _ = counts | "WriteCounts" >> beam.Map(write_counts, output=output)
+    return counts
+
+
+def write_manifest(shards: list, *, output: str, metadata: DatasetMetadata) -> None:
+    shards = sorted(shards, key=lambda shard: shard["name"])
+    writing.write_json(output, writing.MANIFEST_NAME, {
+        "shards": shards,
+        "rows": sum(shard["rows"] for shard in shards),
+        "metadata": json.loads(json.dumps(dataclasses.asdict(metadata))),
+    })
+
+
+COUNTS_NAME = f"{writing.TEMP_DIR}/counts.json"
+
+
+def write_counts(counts: dict, *, output: str) -> None:
+    entries = sorted([*key, number] for key, number in counts.items())
+    writing.ensure_dir(f"{output}/{writing.TEMP_DIR}")
+    with FileSystems.create(f"{output}/{COUNTS_NAME}") as handle:
+        handle.write(json.dumps(entries).encode())
+
+
+def prepare_output(options: GenerateOptions) -> None:
+    """Refuse to mix with an earlier run unless ``--overwrite``; then clear its files."""
+    output = options.output.rstrip("/")
+    earlier = FileSystems.match([f"{output}/part-*.parquet"])[0].metadata_list
+    if earlier and not options.overwrite:
+        raise OptionsError(f"{output} already holds {len(earlier)} shards; pass --overwrite "
+                           "to replace them or choose another --output")
+    stale = [metadata.path for pattern in (
+        f"{output}/part-*.parquet", f"{output}/{writing.FAILURES_DIR}/*.parquet",
+        f"{output}/{writing.MANIFEST_NAME}", f"{output}/{writing.STATS_NAME}",
+        f"{output}/{writing.TEMP_DIR}/*")
+        for metadata in FileSystems.match([pattern])[0].metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+    writing.ensure_dir(output)
+
+
+def run(argv=None) -> dict:
+    """Run ``expnet generate``; returns the ``stats.json`` document.
+
+    Raises
+    ------
+    OptionsError   when the flags are invalid (nothing has run)
+    """
+    options = GenerateOptions(argv)
+    problems = validate_options(options)
+    if problems:
+        raise OptionsError("; ".join(problems))
+    options.view_as(SetupOptions).save_main_session = False
+    model, metadata = dataset_metadata(options)
+    prepare_output(options)
+    started = time.time()
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline, options, metadata)
+    elapsed = time.time() - started
+    return finish(options, metadata, elapsed)
+
+
+def finish(options: GenerateOptions, metadata: DatasetMetadata, elapsed: float) -> dict:
+    """Write ``stats.json`` from the run's counts; print the summary unless ``--quiet``."""
+    from pipelines import summary, version
+
+    output = options.output.rstrip("/")
+    with FileSystems.open(f"{output}/{COUNTS_NAME}") as handle:
+        entries = json.loads(handle.read().decode())
+    counts = {tuple(entry[:3]): entry[3] for entry in entries}
+    stats = accounting.summarise(counts)
+    stats.update({
+        "output": output,
+        "manifest": writing.read_json(f"{output}/{writing.MANIFEST_NAME}"),
+        "options": {key: value for key, value in options.get_all_options().items()
+                    if value is not None and not key.startswith("_")},
+        "versions": version.versions(),
+        "model": {"id": metadata.model_id, "hash": metadata.model_hash},
+        "landmarker": {"name": metadata.landmarker, "version": metadata.landmarker_version},
+        "timings": {"wall_seconds": round(elapsed, 3),
+                    "inputs_per_second": round(stats["inputs"] / elapsed, 3) if elapsed else None},
+    })
+    writing.write_json(output, writing.STATS_NAME, stats)
+    writing.remove_temporary(output)
+    if not options.quiet:
+        print(summary.format_summary(stats, output))
+    return stats

@@ -1,0 +1,310 @@
+"""Reading raw face collections: folders, globs, archives and manifests on any Beam filesystem.
+
+An input spec expands into :class:`SourceItem` (one file or archive to read); reading an item
+yields :class:`SourceRecord` (one image's bytes) or a :class:`Failure` at stage ``read``.
+Archive members are streamed, never extracted to disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import posixpath
+import tarfile
+import zipfile
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+ARCHIVE_EXTENSIONS = (".tar", ".tar.gz", ".tgz", ".zip")
+MANIFEST_EXTENSIONS = (".csv", ".jsonl")
+MANIFEST_PATH_COLUMNS = ("path", "uri")
+ARCHIVE_SEPARATOR = "!"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceItem:
+    """One file (image or archive) to read.
+
+    Attributes
+    ----------
+    uri : str        file path or URI
+    source : str     the input spec it came from, for per-source accounting
+    kind : str       ``"file"`` or ``"archive"``
+    label, subject : str or None   from a manifest or the parent folder
+    label_from_parent : bool   archive members take their parent folder's name as label
+    """
+
+    uri: str
+    source: str
+    kind: str = "file"
+    label: str | None = None
+    subject: str | None = None
+    label_from_parent: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceRecord:
+    """The bytes of one input image and where they came from."""
+
+    uri: str
+    source: str
+    data: bytes
+    label: str | None = None
+    subject: str | None = None
+
+    @property
+    def content_id(self) -> str:
+        return content_id(self.data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """An input, or one face of it, that did not become a row: a failure row of the schema."""
+
+    id: str
+    source_uri: str
+    source: str
+    stage: str
+    reason: str
+    message: str = ""
+
+
+def content_id(data: bytes) -> str:
+    """The content id of an input: sha256 of its bytes, hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def uri_id(uri: str) -> str:
+    """Id of an input whose bytes could not be read: derived from its URI instead."""
+    return "uri-" + hashlib.sha256(uri.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _lower_name(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1].lower()
+
+
+def is_image_name(uri: str) -> bool:
+    return _lower_name(uri).endswith(IMAGE_EXTENSIONS)
+
+
+def is_archive_name(uri: str) -> bool:
+    return _lower_name(uri).endswith(ARCHIVE_EXTENSIONS)
+
+
+def is_manifest_name(uri: str) -> bool:
+    return _lower_name(uri).endswith(MANIFEST_EXTENSIONS)
+
+
+def _is_remote(spec: str) -> bool:
+    return "://" in spec
+
+
+def _open(uri: str):
+    return FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _parent_name(uri: str) -> str | None:
+    parent = posixpath.basename(posixpath.dirname(uri.rstrip("/")))
+    return parent or None
+
+
+def expand_input(spec: str, *, label_from_parent: bool = False):
+    """Expand one ``--input`` spec into items to read, and failures.
+
+    Parameters
+    ----------
+    spec : str
+        A folder (recursive; image and archive files by extension), a glob or file path, an
+        archive, or a ``.csv`` / ``.jsonl`` manifest; local or any Beam filesystem URI.
+    label_from_parent : bool
+        Set each image's ``label`` to the name of its parent folder (``ROOT/<label>/<img>``).
+
+    Yields
+    ------
+    SourceItem or Failure
+    """
+    if is_manifest_name(spec) and not any(ch in spec for ch in "*?["):
+        yield from read_manifest(spec)
+        return
+    if not _is_remote(spec) and os.path.isdir(spec):
+        uris = list(_walk_local(spec))
+    else:
+        pattern = spec.rstrip("/") + "/**" if spec.endswith("/") else spec
+        uris = _match(pattern)
+        if uris is None:
+            yield Failure(uri_id(spec), spec, spec, "read", "no_match",
+                          "the input pattern matched no file")
+            return
+        if spec.endswith("/"):
+            uris = [uri for uri in uris if is_image_name(uri) or is_archive_name(uri)]
+    if not uris:
+        yield Failure(uri_id(spec), spec, spec, "read", "no_match",
+                      "the input matched no image or archive file")
+        return
+    for uri in sorted(uris):
+        if is_archive_name(uri):
+            yield SourceItem(uri=uri, source=spec, kind="archive",
+                             label_from_parent=label_from_parent)
+        else:
+            label = _parent_name(uri) if label_from_parent else None
+            yield SourceItem(uri=uri, source=spec, label=label)
+
+
+def _match(pattern: str) -> list[str] | None:
+    results = FileSystems.match([pattern])[0].metadata_list
+    if not results:
+        return None
+    return [metadata.path for metadata in results]
+
+
+def _walk_local(root: str):
+    """Image and archive files under a local folder; symbolic links are not followed into."""
+    for folder, subfolders, files in os.walk(root, followlinks=False):
+        subfolders.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if is_image_name(path) or is_archive_name(path):
+                yield path
+
+
+def read_manifest(manifest_uri: str):
+    """Rows of a ``.csv`` (header row) or ``.jsonl`` manifest as items.
+
+    Each row has a ``path`` or ``uri`` (relative paths are resolved against the manifest's
+    folder) and optional ``label`` and ``subject``. Malformed rows become failures.
+
+    Yields
+    ------
+    SourceItem or Failure
+    """
+    try:
+        with _open(manifest_uri) as handle:
+            text = handle.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        yield Failure(uri_id(manifest_uri), manifest_uri, manifest_uri, "read",
+                      "manifest_unreadable", str(error))
+        return
+    base = posixpath.dirname(manifest_uri) if _is_remote(manifest_uri) else \
+        os.path.dirname(os.path.abspath(manifest_uri))
+    rows = _manifest_rows(text, jsonl=manifest_uri.lower().endswith(".jsonl"))
+    for line_number, row in rows:
+        row_uri = f"{manifest_uri}#{line_number}"
+        if not isinstance(row, dict):
+            yield Failure(uri_id(row_uri), row_uri, manifest_uri, "read", "manifest_row_invalid",
+                          f"line {line_number}: {row}")
+            continue
+        path = next((row[key] for key in MANIFEST_PATH_COLUMNS if row.get(key)), None)
+        if not isinstance(path, str) or not path.strip():
+            yield Failure(uri_id(row_uri), row_uri, manifest_uri, "read", "manifest_row_invalid",
+                          f"line {line_number}: no 'path' or 'uri' value")
+            continue
+        path = path.strip()
+        if not _is_remote(path) and not os.path.isabs(path):
+            path = FileSystems.join(base, path) if _is_remote(base) else os.path.join(base, path)
+        yield SourceItem(
+            uri=path, source=manifest_uri,
+            kind="archive" if is_archive_name(path) else "file",
+            label=_optional_text(row.get("label")), subject=_optional_text(row.get("subject")))
+
+
+def _optional_text(value) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _manifest_rows(text: str, *, jsonl: bool):
+    """(line number, dict or error text) for each data row."""
+    if jsonl:
+        for line_number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_number, json.loads(line)
+            except json.JSONDecodeError as error:
+                yield line_number, f"invalid JSON ({error})"
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not set(MANIFEST_PATH_COLUMNS) & set(reader.fieldnames):
+        yield 1, f"the header has no 'path' or 'uri' column: {reader.fieldnames}"
+        return
+    for row in reader:
+        if None in row:
+            yield reader.line_num, "more fields than the header names"
+            continue
+        yield reader.line_num, row
+
+
+def read_item(item: SourceItem, *, max_file_bytes: int):
+    """Read one item: a file gives one record, an archive one record per image member.
+
+    Yields
+    ------
+    SourceRecord or Failure
+    """
+    if item.kind == "archive":
+        yield from _read_archive(item, max_file_bytes=max_file_bytes)
+        return
+    try:
+        with _open(item.uri) as handle:
+            data = handle.read(max_file_bytes + 1)
+    except (OSError, ValueError) as error:
+        # Beam raises BeamIOError (an OSError) for missing files; ELOOP for symlink loops.
+        yield Failure(uri_id(item.uri), item.uri, item.source, "read", "unreadable", str(error))
+        return
+    if len(data) > max_file_bytes:
+        yield Failure(uri_id(item.uri), item.uri, item.source, "read", "file_too_large",
+                      f"larger than {max_file_bytes} bytes")
+        return
+    yield SourceRecord(item.uri, item.source, data, item.label, item.subject)
+
+
+def _read_archive(item: SourceItem, *, max_file_bytes: int):
+    try:
+        handle = _open(item.uri)
+    except (OSError, ValueError) as error:
+        yield Failure(uri_id(item.uri), item.uri, item.source, "read", "unreadable", str(error))
+        return
+    with handle:
+        reader = _zip_members if _lower_name(item.uri).endswith(".zip") else _tar_members
+        members = reader(handle, max_file_bytes=max_file_bytes)
+        try:
+            for name, data in members:
+                member_uri = f"{item.uri}{ARCHIVE_SEPARATOR}{name}"
+                if data is None or len(data) > max_file_bytes:
+                    yield Failure(uri_id(member_uri), member_uri, item.source, "read",
+                                  "file_too_large", f"larger than {max_file_bytes} bytes")
+                    continue
+                label = _parent_name(name) if item.label_from_parent else item.label
+                yield SourceRecord(member_uri, item.source, data, label, item.subject)
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
+            # Members already yielded stay; the rest of a broken archive is one failure.
+            yield Failure(uri_id(item.uri), item.uri, item.source, "read", "archive_corrupt",
+                          str(error))
+
+
+def _tar_members(handle, *, max_file_bytes: int):
+    """(name, bytes or None when too large) of image members of a tar stream, in order."""
+    with tarfile.open(fileobj=handle, mode="r|*") as archive:
+        for member in archive:
+            if member.isfile() and is_image_name(member.name):
+                if member.size > max_file_bytes:
+                    yield member.name, None
+                    continue
+                stream = archive.extractfile(member)
+                yield member.name, stream.read() if stream is not None else b""
+
+
+def _zip_members(handle, *, max_file_bytes: int):
+    """(name, bytes or None when too large) of image members of a zip file, by name."""
+    with zipfile.ZipFile(handle) as archive:
+        for info in sorted(archive.infolist(), key=lambda entry: entry.filename):
+            if not info.is_dir() and is_image_name(info.filename):
+                too_large = info.file_size > max_file_bytes
+                yield info.filename, None if too_large else archive.read(info)

@@ -1,0 +1,179 @@
+"""Deterministic Parquet shards, failure files and the dataset manifest.
+
+Rows go to shard ``hash(id) mod N``, are sorted by id, written under a temporary name and
+renamed when complete, so readers never see a partial shard and reruns give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import uuid
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import FAILURE_SCHEMA, DatasetMetadata, shard_schema
+from schemas import rows as columns
+
+TARGET_SHARD_BYTES = 256 * 1024 * 1024
+ROWS_PER_GROUP = 100
+ROW_OVERHEAD_BYTES = 2048  # labels, landmarks and pose of one row, beside its image
+MANIFEST_NAME = "manifest.json"
+STATS_NAME = "stats.json"
+FAILURES_DIR = "failures"
+TEMP_DIR = "_temporary"
+
+
+def shard_name(index: int, count: int, prefix: str = "part") -> str:
+    return f"{prefix}-{index:05d}-of-{count:05d}.parquet"
+
+
+def shard_of(row_id: str, count: int) -> int:
+    """Shard index of a row: a stable hash of its id, modulo the shard count."""
+    return int(hashlib.sha256(row_id.encode("utf-8")).hexdigest()[:16], 16) % count
+
+
+def shard_count(total_bytes: int, *, target_bytes: int = TARGET_SHARD_BYTES) -> int:
+    """Number of shards for ``total_bytes`` of rows, about ``target_bytes`` each."""
+    return max(1, math.ceil(total_bytes / target_bytes))
+
+
+def row_bytes(row: dict) -> int:
+    return len(row[columns.IMAGE]["bytes"]) + ROW_OVERHEAD_BYTES
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """Serialise ``table`` as Parquet: fixed options, so equal tables give equal bytes."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=ROWS_PER_GROUP, compression="zstd",
+                   write_statistics=True)
+    return buffer.getvalue()
+
+
+def ensure_dir(path: str) -> None:
+    """Create a folder if it is missing (object stores have no folders: a no-op there)."""
+    if FileSystems.exists(path):
+        return
+    try:
+        FileSystems.mkdirs(path)
+    except OSError:
+        # Another worker created it in between.
+        if not FileSystems.exists(path):
+            raise
+
+
+def remove_temporary(output_dir: str) -> None:
+    """Delete the temporary folder of a finished run."""
+    folder = f"{output_dir}/{TEMP_DIR}"
+    leftovers = [metadata.path for metadata in FileSystems.match([f"{folder}/*"])[0].metadata_list]
+    if leftovers:
+        FileSystems.delete(leftovers)
+    if "://" not in folder and FileSystems.exists(folder):
+        FileSystems.delete([folder])
+
+
+def write_atomically(output_dir: str, name: str, data: bytes) -> None:
+    """Write ``data`` to ``output_dir/name`` via a temporary file and a rename.
+
+    Temporary files live in ``output_dir/_temporary`` until complete, so a reader never sees
+    a partial file under its final name.
+    """
+    temporary = f"{output_dir}/{TEMP_DIR}/{name.replace('/', '_')}.{uuid.uuid4().hex}"
+    ensure_dir(f"{output_dir}/{TEMP_DIR}")
+    final = f"{output_dir}/{name}"
+    if "/" in name:
+        ensure_dir(final.rsplit("/", 1)[0])
+    with FileSystems.create(temporary) as handle:
+        handle.write(data)
+    if FileSystems.exists(final):
+        FileSystems.delete([final])
+    FileSystems.rename([temporary], [final])
+
+
+class WriteShardDoFn(beam.DoFn):
+    """Writes one shard from ``(index, rows)``; emits ``(name, rows, bytes)``."""
+
+    def __init__(self, output_dir: str, metadata: DatasetMetadata, prefix: str = "part"):
+        self.output_dir = output_dir.rstrip("/")
+        self.metadata = metadata
+        self.prefix = prefix
+
+    def process(self, element, count):
+        index, rows = element
+        rows = sorted(rows, key=lambda row: row[columns.ID])
+        table = pa.Table.from_pylist(rows, schema=shard_schema(self.metadata))
+        data = parquet_bytes(table)
+        name = shard_name(index, count, self.prefix)
+        write_atomically(self.output_dir, name, data)
+        beam.metrics.Metrics.counter("expnet", "shards_written").inc()
+        yield {"name": name, "rows": len(rows), "bytes": len(data)}
+
+
+class WriteShards(beam.PTransform):
+    """Row dicts -> deterministic Parquet shards; returns the shards' manifest entries.
+
+    The shard count comes from the total row size (about 256 MB a shard) unless fixed, and
+    every shard of the count is written, empty ones included, so a dataset has no gaps.
+    """
+
+    def __init__(self, output_dir: str, metadata: DatasetMetadata, *, num_shards: int = 0,
+                 prefix: str = "part"):
+        super().__init__()
+        self.output_dir = output_dir
+        self.metadata = metadata
+        self.num_shards = num_shards
+        self.prefix = prefix
+
+    def expand(self, rows):
+        pipeline = rows.pipeline
+        if self.num_shards:
+            count = pipeline | "FixedShardCount" >> beam.Create([self.num_shards])
+        else:
+            count = (rows
+                     | "RowBytes" >> beam.Map(row_bytes)
+                     | "TotalBytes" >> beam.CombineGlobally(sum)
+                     | "ShardCount" >> beam.Map(shard_count))
+        count_side = beam.pvalue.AsSingleton(count)
+        keyed = rows | "KeyByShard" >> beam.Map(
+            lambda row, n: (shard_of(row[columns.ID], n), row), n=count_side)
+        every_shard = count | "EveryShard" >> beam.FlatMap(
+            lambda n: [(index, None) for index in range(n)])
+        return ((keyed, every_shard)
+                | "WithEmptyShards" >> beam.Flatten()
+                | "GroupByShard" >> beam.GroupByKey()
+                | "DropPlaceholders" >> beam.MapTuple(
+                    lambda index, rows: (index, [row for row in rows if row is not None]))
+                | "WriteShard" >> beam.ParDo(
+                    WriteShardDoFn(self.output_dir, self.metadata, self.prefix), count_side))
+
+
+def failure_row(failure) -> dict:
+    return {columns.ID: failure.id, columns.SOURCE_URI: failure.source_uri,
+            columns.STAGE: failure.stage, columns.REASON: failure.reason,
+            columns.MESSAGE: failure.message}
+
+
+def write_failures(output_dir: str, failures: list) -> dict:
+    """Write all failure rows, sorted, to ``failures/part-00000-of-00001.parquet``."""
+    rows = sorted((failure_row(failure) for failure in failures),
+                  key=lambda row: (row[columns.ID], row[columns.SOURCE_URI], row[columns.STAGE]))
+    table = pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
+    data = parquet_bytes(table)
+    name = f"{FAILURES_DIR}/{shard_name(0, 1)}"
+    write_atomically(output_dir, name, data)
+    return {"name": name, "rows": len(rows), "bytes": len(data)}
+
+
+def write_json(output_dir: str, name: str, document: dict) -> None:
+    data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+    write_atomically(output_dir, name, data)
+
+
+def read_json(path: str) -> dict:
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read().decode("utf-8"))

@@ -1,0 +1,31 @@
+"""The Arrow schema and metadata contract between the pipelines and every consumer.
+
+Shards are Parquet files of :data:`ROW_SCHEMA` rows whose schema metadata carries a
+:class:`DatasetMetadata`; failures are Parquet files of :data:`FAILURE_SCHEMA` rows.
+"""
+
+from schemas.metadata import DatasetMetadata, SchemaError, shard_schema
+from schemas.rows import (
+    EXPRESSION_DIM,
+    FAILURE_SCHEMA,
+    HUGGINGFACE_FEATURES,
+    ROW_SCHEMA,
+    SCHEMA_VERSION,
+    STAGES,
+)
+from schemas.validate import check_table, schema_problems, table_problems
+
+__all__ = [
+    "EXPRESSION_DIM",
+    "FAILURE_SCHEMA",
+    "HUGGINGFACE_FEATURES",
+    "ROW_SCHEMA",
+    "SCHEMA_VERSION",
+    "STAGES",
+    "DatasetMetadata",
+    "SchemaError",
+    "check_table",
+    "schema_problems",
+    "shard_schema",
+    "table_problems",
+]

@@ -1,0 +1,112 @@
+"""The one Arrow schema of a label row and of a failure row (schema version 1).
+
+Writer, readers and tests import these objects; nobody spells a column name twice.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+EXPRESSION_DIM = 29
+NUM_LANDMARKS = 68
+
+# Column names of a label row.
+ID = "id"
+SOURCE_URI = "source_uri"
+IMAGE = "image"
+LABEL = "label"
+SUBJECT = "subject"
+EXPRESSION = "expression"
+IDENTITY = "identity"
+ROTATION = "rotation"
+YAW = "yaw"
+PITCH = "pitch"
+ROLL = "roll"
+SCALE = "scale"
+TRANSLATION = "translation"
+LANDMARKS = "landmarks"
+SOURCE_LANDMARKS = "source_landmarks"
+FACE_BOX = "face_box"
+FIT_RESIDUAL = "fit_residual"
+LANDMARKER = "landmarker"
+MODEL_ID = "model_id"
+
+# Column names of a failure row.
+STAGE = "stage"
+REASON = "reason"
+MESSAGE = "message"
+
+IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+
+def _floats(length: int) -> pa.DataType:
+    return pa.list_(pa.float32(), length)
+
+
+ROW_FIELDS = (
+    pa.field(ID, pa.string(), nullable=False),
+    pa.field(SOURCE_URI, pa.string(), nullable=False),
+    pa.field(IMAGE, IMAGE_TYPE, nullable=False),
+    pa.field(LABEL, pa.string()),
+    pa.field(SUBJECT, pa.string()),
+    pa.field(EXPRESSION, _floats(EXPRESSION_DIM), nullable=False),
+    pa.field(IDENTITY, pa.list_(pa.float32()), nullable=False),
+    pa.field(ROTATION, _floats(9), nullable=False),
+    pa.field(YAW, pa.float32(), nullable=False),
+    pa.field(PITCH, pa.float32(), nullable=False),
+    pa.field(ROLL, pa.float32(), nullable=False),
+    pa.field(SCALE, pa.float32(), nullable=False),
+    pa.field(TRANSLATION, _floats(2), nullable=False),
+    pa.field(LANDMARKS, _floats(2 * NUM_LANDMARKS), nullable=False),
+    pa.field(SOURCE_LANDMARKS, _floats(2 * NUM_LANDMARKS), nullable=False),
+    pa.field(FACE_BOX, _floats(4), nullable=False),
+    pa.field(FIT_RESIDUAL, pa.float32(), nullable=False),
+    pa.field(LANDMARKER, pa.string(), nullable=False),
+    pa.field(MODEL_ID, pa.string(), nullable=False),
+)
+
+ROW_SCHEMA = pa.schema(ROW_FIELDS)
+
+FAILURE_SCHEMA = pa.schema([
+    pa.field(ID, pa.string(), nullable=False),
+    pa.field(SOURCE_URI, pa.string(), nullable=False),
+    pa.field(STAGE, pa.string(), nullable=False),
+    pa.field(REASON, pa.string(), nullable=False),
+    pa.field(MESSAGE, pa.string()),
+])
+
+# Stages at which an input can fail, in pipeline order.
+STAGES = ("read", "decode", "detect", "fit", "crop")
+
+
+def _value(dtype: str) -> dict:
+    return {"dtype": dtype, "_type": "Value"}
+
+
+def _sequence(dtype: str, length: int = -1) -> dict:
+    return {"feature": _value(dtype), "length": length, "_type": "Sequence"}
+
+
+# Hugging Face `datasets` features: without them the image column reads as a plain dict.
+HUGGINGFACE_FEATURES = {
+    ID: _value("string"),
+    SOURCE_URI: _value("string"),
+    IMAGE: {"_type": "Image"},
+    LABEL: _value("string"),
+    SUBJECT: _value("string"),
+    EXPRESSION: _sequence("float32", EXPRESSION_DIM),
+    IDENTITY: _sequence("float32"),
+    ROTATION: _sequence("float32", 9),
+    YAW: _value("float32"),
+    PITCH: _value("float32"),
+    ROLL: _value("float32"),
+    SCALE: _value("float32"),
+    TRANSLATION: _sequence("float32", 2),
+    LANDMARKS: _sequence("float32", 2 * NUM_LANDMARKS),
+    SOURCE_LANDMARKS: _sequence("float32", 2 * NUM_LANDMARKS),
+    FACE_BOX: _sequence("float32", 4),
+    FIT_RESIDUAL: _value("float32"),
+    LANDMARKER: _value("string"),
+    MODEL_ID: _value("string"),
+}

@@ -1,0 +1,75 @@
+"""Checks that a shard follows the schema contract: types, metadata and values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.metadata import DatasetMetadata, SchemaError
+from schemas.rows import (
+    EXPRESSION,
+    FACE_BOX,
+    FIT_RESIDUAL,
+    ID,
+    LANDMARKS,
+    PITCH,
+    ROLL,
+    ROTATION,
+    ROW_SCHEMA,
+    SCALE,
+    SCHEMA_VERSION,
+    SOURCE_LANDMARKS,
+    TRANSLATION,
+    YAW,
+)
+
+FLOAT_COLUMNS = (EXPRESSION, ROTATION, YAW, PITCH, ROLL, SCALE, TRANSLATION, LANDMARKS,
+                 SOURCE_LANDMARKS, FACE_BOX, FIT_RESIDUAL)
+
+
+def schema_problems(schema: pa.Schema) -> list[str]:
+    """Reasons ``schema`` (with its metadata) is not a version-1 label shard schema."""
+    problems = []
+    try:
+        metadata = DatasetMetadata.from_arrow(schema.metadata)
+    except SchemaError as error:
+        return [str(error)]
+    if metadata.schema_version != SCHEMA_VERSION:
+        problems.append(f"schema version {metadata.schema_version}, this reader knows "
+                        f"{SCHEMA_VERSION}")
+    if len(metadata.expression_std) != metadata.expression_dim:
+        problems.append(f"expression_std has {len(metadata.expression_std)} values, "
+                        f"expression_dim is {metadata.expression_dim}")
+    for field in ROW_SCHEMA:
+        if field.name not in schema.names:
+            problems.append(f"missing column {field.name!r}")
+        elif not schema.field(field.name).type.equals(field.type):
+            problems.append(f"column {field.name!r} is {schema.field(field.name).type}, "
+                            f"expected {field.type}")
+    return problems
+
+
+def table_problems(table: pa.Table) -> list[str]:
+    """Reasons a label table is invalid: its schema, non-finite values, duplicate ids."""
+    problems = schema_problems(table.schema)
+    if problems:
+        return problems
+    for name in FLOAT_COLUMNS:
+        column = table.column(name)
+        if pa.types.is_fixed_size_list(column.type):
+            column = pc.list_flatten(column)
+        values = column.to_numpy(zero_copy_only=False)
+        if values.size and not np.all(np.isfinite(values)):
+            problems.append(f"column {name!r} has non-finite values")
+    ids = table.column(ID)
+    if pc.count_distinct(ids).as_py() != len(ids):
+        problems.append("duplicate ids")
+    return problems
+
+
+def check_table(table: pa.Table) -> None:
+    """Raise :class:`SchemaError` listing every problem of ``table``."""
+    problems = table_problems(table)
+    if problems:
+        raise SchemaError("; ".join(problems))
