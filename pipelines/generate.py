@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -29,7 +30,6 @@ from pipelines.sources import Failure, expand_input, read_item
 from schemas import DatasetMetadata
 from schemas import rows as columns
 
-FAILURES = "failures"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 FIT_BATCH_SIZE = 256
 
@@ -65,37 +65,34 @@ def _count_failure(failure: Failure) -> Failure:
     return failure
 
 
-class ExpandInputDoFn(beam.DoFn):
-    """Input spec -> items to read (main) and failures (tagged)."""
-
-    def __init__(self, label_from_parent: bool):
-        self.label_from_parent = label_from_parent
-
-    def process(self, spec):
-        for item in expand_input(spec, label_from_parent=self.label_from_parent):
-            if isinstance(item, Failure):
-                yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(item))
-            else:
-                yield item
+def _is_failure(element) -> bool:
+    return isinstance(element, Failure)
 
 
-class ReadItemDoFn(beam.DoFn):
-    """Item -> source records (main) and failures (tagged)."""
+class SplitFailures(beam.PTransform):
+    """One PCollection of results and ``Failure``s -> ``(results, failures)``.
 
-    def __init__(self, max_file_bytes: int):
-        self.max_file_bytes = max_file_bytes
+    DoFns here have a single output holding both, split by two filters: tagged outputs are
+    not routed correctly by every runner (Beam's Dask runner mixes them), filters are.
+    """
 
-    def process(self, item):
-        for record in read_item(item, max_file_bytes=self.max_file_bytes):
-            if isinstance(record, Failure):
-                yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(record))
-            else:
-                beam.metrics.Metrics.counter("expnet", "inputs").inc()
-                yield record
+    def expand(self, mixed):
+        failures = (mixed
+                    | "Failures" >> beam.Filter(_is_failure)
+                    | "CountFailures" >> beam.Map(_count_failure))
+        results = mixed | "Results" >> beam.Filter(lambda element: not _is_failure(element))
+        return results, failures
+
+
+def _read(item, *, max_file_bytes: int):
+    for record in read_item(item, max_file_bytes=max_file_bytes):
+        if not _is_failure(record):
+            beam.metrics.Metrics.counter("expnet", "inputs").inc()
+        yield record
 
 
 class ReadSources(beam.PTransform):
-    """Input specs -> ``SourceRecord``s; failures at stage ``read`` in ``FAILURES``."""
+    """Input specs -> ``(SourceRecord``s, failures at stage ``read``)."""
 
     def __init__(self, *, label_from_parent: bool, max_file_bytes: int):
         super().__init__()
@@ -103,15 +100,20 @@ class ReadSources(beam.PTransform):
         self.max_file_bytes = max_file_bytes
 
     def expand(self, specs):
-        expanded = specs | "ExpandInputs" >> beam.ParDo(
-            ExpandInputDoFn(self.label_from_parent)).with_outputs(FAILURES, main="items")
-        read = (expanded.items
-                | "SpreadItems" >> beam.Reshuffle()
-                | "ReadItems" >> beam.ParDo(ReadItemDoFn(self.max_file_bytes))
-                .with_outputs(FAILURES, main="records"))
-        failures = ((expanded[FAILURES], read[FAILURES])
-                    | "ReadFailures" >> beam.Flatten())
-        return read.records, failures
+        items, expand_failures = (
+            specs
+            | "ExpandInputs" >> beam.FlatMap(expand_input,
+                                             label_from_parent=self.label_from_parent)
+            .with_output_types(Any)
+            | "SplitExpandFailures" >> SplitFailures())
+        records, read_failures = (
+            items
+            | "SpreadItems" >> beam.Reshuffle()
+            | "ReadItems" >> beam.FlatMap(_read, max_file_bytes=self.max_file_bytes)
+            .with_output_types(Any)
+            | "SplitReadFailures" >> SplitFailures())
+        failures = (expand_failures, read_failures) | "ReadFailures" >> beam.Flatten()
+        return records, failures
 
 
 class KeepSmallestUri(beam.CombineFn):
@@ -141,17 +143,6 @@ class KeepSmallestUri(beam.CombineFn):
         return accumulator
 
 
-DUPLICATES = "duplicates"
-
-
-def _split_duplicates(element):
-    _, (survivor, duplicates) = element
-    for source, uri in duplicates:
-        beam.metrics.Metrics.counter("expnet", "duplicates").inc()
-        yield beam.pvalue.TaggedOutput(DUPLICATES, (source, uri))
-    yield survivor
-
-
 class Deduplicate(beam.PTransform):
     """One survivor per content id (smallest URI wins); duplicates as ``(source, uri)``."""
 
@@ -159,29 +150,66 @@ class Deduplicate(beam.PTransform):
         combined = (records
                     | "KeyByContent" >> beam.Map(lambda record: (record.content_id, record))
                     | "KeepOnePerId" >> beam.CombinePerKey(KeepSmallestUri())
-                    | "SplitDuplicates" >> beam.FlatMap(_split_duplicates)
-                    .with_outputs(DUPLICATES, main="survivors"))
-        return combined.survivors, combined[DUPLICATES]
+                    | "DropKeys" >> beam.Values())
+        survivors = combined | "Survivors" >> beam.Map(lambda kept: kept[0])
+        duplicates = (combined
+                      | "Duplicates" >> beam.FlatMap(lambda kept: kept[1])
+                      | "CountDuplicates" >> beam.Map(_count_duplicate))
+        return survivors, duplicates
 
 
+def _count_duplicate(duplicate):
+    beam.metrics.Metrics.counter("expnet", "duplicates").inc()
+    return duplicate
+
+
+DETECT_BUCKETS = 64
+
+
+def _detect_batches(records, *, batch_size: int):
+    """Records -> lists of at most ``batch_size`` records, the detector's batches.
+
+    Batches above one image come from a GroupByKey on hash buckets, not from Beam's
+    ``BatchElements``, whose last batch of a bundle the Dask runner drops.
+    """
+    if batch_size == 1:
+        return records | "OneImageBatches" >> beam.Map(lambda record: [record])
+    return (records
+            | "KeyByDetectBucket" >> beam.Map(
+                lambda record: (int(record.content_id[:8], 16) % DETECT_BUCKETS, record))
+            | "GroupForDetect" >> beam.GroupByKey()
+            | "ChunkForDetect" >> beam.FlatMapTuple(
+                lambda _, group: _chunks(sorted(group, key=lambda r: r.content_id),
+                                         batch_size)))
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@beam.typehints.with_output_types(Any)
 class DecodeDoFn(beam.DoFn):
-    """Source record -> ``(ImageMeta, RGB image)``, or a ``decode`` failure."""
+    """A batch of source records -> one list of ``(ImageMeta, RGB image)``, and failures."""
 
     def __init__(self, max_pixels: int):
         self.max_pixels = max_pixels
 
-    def process(self, record):
-        meta = ImageMeta(record.content_id, record.uri, record.source, record.label,
-                         record.subject)
-        try:
-            image = decode_image(record.data, max_pixels=self.max_pixels)
-        except ImageDecodeError as error:
-            yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(Failure(
-                meta.id, meta.uri, meta.source, "decode", error.reason, str(error))))
-            return
-        yield meta, image
+    def process(self, records):
+        decoded = []
+        for record in records:
+            meta = ImageMeta(record.content_id, record.uri, record.source, record.label,
+                             record.subject)
+            try:
+                decoded.append((meta, decode_image(record.data, max_pixels=self.max_pixels)))
+            except ImageDecodeError as error:
+                yield Failure(meta.id, meta.uri, meta.source, "decode", error.reason,
+                              str(error))
+        if decoded:
+            yield decoded
 
 
+@beam.typehints.with_output_types(Any)
 class SelectAndCropDoFn(beam.DoFn):
     """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
 
@@ -194,9 +222,9 @@ class SelectAndCropDoFn(beam.DoFn):
         meta, image, found = element
         faces = select_faces(found, self.policy)
         if not faces:
-            yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(Failure(
-                meta.id, meta.uri, meta.source, "detect", found.failure or "no_face",
-                "no face found")))
+            reason, _, message = (found.failure or "no_face").partition(": ")
+            yield Failure(meta.id, meta.uri, meta.source, "detect", reason,
+                          message or "no face found")
             return
         for index, face in enumerate(faces):
             face_id = meta.id if self.policy != "all" else f"{meta.id}-f{index}"
@@ -208,16 +236,12 @@ class SelectAndCropDoFn(beam.DoFn):
                 face_box=face.box)
 
 
-def _detector_failures(failed):
-    """Failure rows for every image of a batch whose inference raised."""
-    batch, error = failed
-    for meta, _ in batch:
-        yield _count_failure(Failure(meta.id, meta.uri, meta.source, "detect",
-                                     "detector_error", repr(error)))
-
-
 class DetectAndCrop(beam.PTransform):
-    """Decoded images -> cropped faces with landmarks; failures at ``detect``."""
+    """Batches of decoded images -> cropped faces with landmarks; failures at ``detect``.
+
+    The batches are made by this pipeline (see ``_detect_batches``), so ``RunInference``
+    runs without its own batching.
+    """
 
     def __init__(self, handler: LandmarkModelHandler, *, policy: str, crop_size: int,
                  jpeg_quality: int):
@@ -228,29 +252,25 @@ class DetectAndCrop(beam.PTransform):
         self.jpeg_quality = jpeg_quality
 
     def expand(self, images):
-        detected = images | "DetectLandmarks" >> RunInference(
-            self.handler).with_exception_handling()
-        main, dead_letters = detected
-        crops = main | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
-            policy=self.policy, crop_size=self.crop_size, jpeg_quality=self.jpeg_quality,
-        )).with_outputs(FAILURES, main="faces")
-        detector_failures = (dead_letters.failed_inferences
-                             | "DetectorFailures" >> beam.FlatMap(_detector_failures))
-        failures = ((crops[FAILURES], detector_failures) | "DetectFailures" >> beam.Flatten())
-        return crops.faces, failures
+        return (images
+                | "DetectLandmarks" >> RunInference(self.handler.with_no_batching())
+                | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
+                    policy=self.policy, crop_size=self.crop_size,
+                    jpeg_quality=self.jpeg_quality))
+                | "SplitDetectFailures" >> SplitFailures())
 
 
+@beam.typehints.with_output_types(Any)
 class FitDoFn(beam.DoFn):
-    """A batch of faces -> ``(source, row)`` per fitted face, or ``fit`` failures.
+    """``(pooled, faces)`` -> ``(source, row)`` per fitted face, or ``fit`` failures.
 
-    The faces of a batch share one identity when ``pooled`` (they are one subject).
+    The faces share one identity when ``pooled`` (they are one subject's).
     """
 
-    def __init__(self, model_spec: str, model_hash: str, landmarker: str, *, pooled: bool):
+    def __init__(self, model_spec: str, model_hash: str, landmarker: str):
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
-        self.pooled = pooled
         self.model = None
 
     def setup(self):
@@ -261,18 +281,17 @@ class FitDoFn(beam.DoFn):
             raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
                                "one the pipeline was launched with")
 
-    def process(self, faces):
+    def process(self, element):
         from fitting.fitter import fit_landmarks
 
-        faces = sorted(faces, key=lambda face: face.id)
+        pooled, faces = element
         landmarks = np.stack([face.crop_landmarks for face in faces])
-        subject_ids = [face.image.subject for face in faces] if self.pooled else None
+        subject_ids = [face.image.subject for face in faces] if pooled else None
         fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids)
         for index, face in enumerate(faces):
             if fit.failure[index] is not None:
-                yield beam.pvalue.TaggedOutput(FAILURES, _count_failure(Failure(
-                    face.id, face.image.uri, face.image.source, "fit", fit.failure[index],
-                    "the morphable-model fit failed")))
+                yield Failure(face.id, face.image.uri, face.image.source, "fit",
+                              fit.failure[index], "the morphable-model fit failed")
                 continue
             beam.metrics.Metrics.counter("expnet", "rows").inc()
             yield face.image.source, to_row(face, fit, index, landmarker=self.landmarker,
@@ -308,20 +327,33 @@ def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str)
     }
 
 
-def _subject_chunks(element, chunk_size: int):
-    """A subject's faces, sorted by id, in chunks of at most ``chunk_size``."""
-    _, faces = element
+FIT_BUCKETS = 64
+
+
+def fit_group(face: FaceRecord) -> tuple:
+    """The fit group of a face: its subject, or one of ``FIT_BUCKETS`` hash buckets."""
+    if face.image.subject:
+        return ("subject", face.image.subject)
+    return ("bucket", int(face.id[:8], 16) % FIT_BUCKETS)
+
+
+def _fit_chunks(element, *, subject_chunk_size: int):
+    """A group's faces sorted by id, in chunks: ``(pooled, faces)``."""
+    (kind, _), faces = element
     faces = sorted(faces, key=lambda face: face.id)
-    for start in range(0, len(faces), chunk_size):
-        yield faces[start:start + chunk_size]
+    size = subject_chunk_size if kind == "subject" else FIT_BATCH_SIZE
+    for chunk in _chunks(faces, size):
+        yield kind == "subject", chunk
 
 
 class FitMorphableModel(beam.PTransform):
     """Faces -> ``(source, row)``; identity pooled per subject where subjects are known.
 
-    Faces with a subject are grouped by it (a GroupByKey, large subjects split into chunks
-    of ``subject_chunk_size``) and share an identity; the others are fitted in batches with
-    an identity each.
+    Faces are grouped (a GroupByKey) by subject, or by a hash bucket when they have none, and
+    fitted in chunks sorted by id: a subject's faces share one identity (large subjects are
+    split into chunks of ``subject_chunk_size``), bucketed faces get one each. Batches are
+    thus the same on every runner and every run, and so are the float results; Beam's
+    ``BatchElements`` would lose its last batch on the Dask runner.
     """
 
     def __init__(self, model_spec: str, model_hash: str, landmarker: str, *,
@@ -332,32 +364,21 @@ class FitMorphableModel(beam.PTransform):
         self.landmarker = landmarker
         self.subject_chunk_size = subject_chunk_size
 
-    def _fit(self, pooled: bool):
-        return beam.ParDo(FitDoFn(self.model_spec, self.model_hash, self.landmarker,
-                                  pooled=pooled)).with_outputs(FAILURES, main="rows")
-
     def expand(self, faces):
-        with_subject, without_subject = faces | "SplitBySubject" >> beam.Partition(
-            lambda face, _: 0 if face.image.subject else 1, 2)
-        pooled = (with_subject
-                  | "KeyBySubject" >> beam.Map(lambda face: (face.image.subject, face))
-                  | "GroupBySubject" >> beam.GroupByKey()
-                  | "ChunkSubjects" >> beam.FlatMap(_subject_chunks,
-                                                    chunk_size=self.subject_chunk_size)
-                  | "FitPooled" >> self._fit(pooled=True))
-        single = (without_subject
-                  | "BatchFaces" >> beam.BatchElements(min_batch_size=1,
-                                                       max_batch_size=FIT_BATCH_SIZE)
-                  | "FitSingle" >> self._fit(pooled=False))
-        rows = (pooled.rows, single.rows) | "FittedRows" >> beam.Flatten()
-        failures = (pooled[FAILURES], single[FAILURES]) | "FitFailures" >> beam.Flatten()
-        return rows, failures
+        return (faces
+                | "KeyByFitGroup" >> beam.Map(lambda face: (fit_group(face), face))
+                | "GroupForFit" >> beam.GroupByKey()
+                | "ChunkGroups" >> beam.FlatMap(_fit_chunks,
+                                                subject_chunk_size=self.subject_chunk_size)
+                | "FitMorphableModel" >> beam.ParDo(FitDoFn(self.model_spec, self.model_hash,
+                                                            self.landmarker))
+                | "SplitFitFailures" >> SplitFailures())
 
 
 class LabelFaces(beam.PTransform):
     """Input specs -> ``(rows, failures, duplicates, inputs)``: the whole labelling chain."""
 
-    def __init__(self, options: "GenerateOptions", model_hash: str):
+    def __init__(self, options: GenerateOptions, model_hash: str):
         super().__init__()
         self.options = options
         self.model_hash = model_hash
@@ -367,23 +388,25 @@ class LabelFaces(beam.PTransform):
         records, read_failures = specs | "Read" >> ReadSources(
             label_from_parent=opts.label_from_parent, max_file_bytes=opts.max_file_bytes)
         survivors, duplicates = records | "Deduplicate" >> Deduplicate()
-        decoded = survivors | "Decode" >> beam.ParDo(
-            DecodeDoFn(opts.max_pixels)).with_outputs(FAILURES, main="images")
         handler = LandmarkModelHandler(opts.landmarker, landmarker_options(opts))
-        faces, detect_failures = decoded.images | "Detect" >> DetectAndCrop(
+        images, decode_failures = (
+            _detect_batches(survivors, batch_size=handler.batch_size)
+            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels))
+            | "SplitDecodeFailures" >> SplitFailures())
+        faces, detect_failures = images | "Detect" >> DetectAndCrop(
             handler, policy=opts.faces, crop_size=opts.crop_size,
             jpeg_quality=opts.jpeg_quality)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.model, self.model_hash, opts.landmarker,
             subject_chunk_size=opts.subject_chunk_size)
-        failures = ((decoded[FAILURES], detect_failures, fit_failures)
+        failures = ((decode_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
         return {"rows": fitted, "failures": failures, "read_failures": read_failures,
                 "duplicates": duplicates, "inputs": inputs}
 
 
-def landmarker_options(options: "GenerateOptions") -> dict:
+def landmarker_options(options: GenerateOptions) -> dict:
     if options.landmarker == "fan" and options.landmarker_weights:
         return {"weights_path": options.landmarker_weights}
     return {}
@@ -469,49 +492,54 @@ def dataset_metadata(options: GenerateOptions):
 
 
 def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMetadata):
-    """Add the generate job to ``pipeline``; returns the PCollection of raw counts."""
+    """Add the generate job to ``pipeline``.
+
+    Everything ends in one ``Finalize`` step that runs after shards, failures and counts are
+    written and writes ``manifest.json`` last, so a dataset with a manifest is complete. (It
+    is also the single leaf: Beam's Dask runner computes only the graph of the last step.)
+    """
     output = options.output.rstrip("/")
     labelled = (pipeline
                 | "InputSpecs" >> beam.Create(list(options.input))
                 | "Label" >> LabelFaces(options, metadata.model_hash))
     rows = labelled["rows"] | "Rows" >> beam.Values()
-    shards = rows | "WriteShards" >> writing.WriteShards(output, metadata,
-                                                          num_shards=options.num_shards)
-    _ = (shards
-         | "AllShards" >> beam.combiners.ToList()
-         | "WriteManifest" >> beam.Map(write_manifest, output=output, metadata=metadata))
-    all_failures = ((labelled["read_failures"], labelled["failures"])
-                    | "AllFailures" >> beam.Flatten())
-    _ = (all_failures
-         | "FailureList" >> beam.combiners.ToList()
-         | "WriteFailures" >> beam.Map(lambda failures: writing.write_failures(output,
-                                                                                failures)))
+    shards = (rows
+              | "WriteShards" >> writing.WriteShards(output, metadata,
+                                                     num_shards=options.num_shards)
+              | "AllShards" >> beam.combiners.ToList()
+              | "TagShards" >> beam.Map(lambda entries: ("shards", entries)))
+    failures = ((labelled["read_failures"], labelled["failures"])
+                | "AllFailures" >> beam.Flatten()
+                | "FailureList" >> beam.combiners.ToList()
+                | "WriteFailures" >> beam.Map(
+                    lambda found: ("failures", writing.write_failures(output, found))))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
         lambda source, row: (source, row[columns.ID]))
-    counts = {"inputs": labelled["inputs"], "read_failures": labelled["read_failures"],
-              "duplicates": labelled["duplicates"], "failures": labelled["failures"],
-              "written": written} | "Account" >> accounting.CountOutcomes()
-    _ = counts | "WriteCounts" >> beam.Map(write_counts, output=output)
-    return counts
-
-
-def write_manifest(shards: list, *, output: str, metadata: DatasetMetadata) -> None:
-    shards = sorted(shards, key=lambda shard: shard["name"])
-    writing.write_json(output, writing.MANIFEST_NAME, {
-        "shards": shards,
-        "rows": sum(shard["rows"] for shard in shards),
-        "metadata": json.loads(json.dumps(dataclasses.asdict(metadata))),
-    })
+    counts = ({"inputs": labelled["inputs"], "read_failures": labelled["read_failures"],
+               "duplicates": labelled["duplicates"], "failures": labelled["failures"],
+               "written": written}
+              | "Account" >> accounting.CountOutcomes()
+              | "TagCounts" >> beam.Map(lambda found: ("counts", found)))
+    return ((shards, failures, counts)
+            | "AllOutputs" >> beam.Flatten()
+            | "CollectOutputs" >> beam.combiners.ToDict()
+            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata))
 
 
 COUNTS_NAME = f"{writing.TEMP_DIR}/counts.json"
 
 
-def write_counts(counts: dict, *, output: str) -> None:
-    entries = sorted([*key, number] for key, number in counts.items())
-    writing.ensure_dir(f"{output}/{writing.TEMP_DIR}")
-    with FileSystems.create(f"{output}/{COUNTS_NAME}") as handle:
-        handle.write(json.dumps(entries).encode())
+def finalize(outputs: dict, *, output: str, metadata: DatasetMetadata) -> None:
+    """Write the run's counts, then ``manifest.json``: the mark of a complete dataset."""
+    entries = sorted([*key, number] for key, number in outputs["counts"].items())
+    writing.write_atomically(output, COUNTS_NAME, json.dumps(entries).encode())
+    shards = sorted(outputs["shards"], key=lambda shard: shard["name"])
+    writing.write_json(output, writing.MANIFEST_NAME, {
+        "shards": shards,
+        "rows": sum(shard["rows"] for shard in shards),
+        "failures": outputs["failures"],
+        "metadata": json.loads(json.dumps(dataclasses.asdict(metadata))),
+    })
 
 
 def prepare_output(options: GenerateOptions) -> None:

@@ -2,6 +2,10 @@
 
 Elements are ``(key, image)`` pairs with ``image`` an ``(H, W, 3)`` uint8 RGB array; the
 handler yields ``(key, image, ImageFaces)`` so the crop that follows still has the pixels.
+An image the detector crashes on yields ``ImageFaces`` with ``failure="detector_error: ..."``
+instead of failing the batch: errors are data, handled the same way on every runner
+(``RunInference.with_exception_handling`` relies on tagged outputs, which Beam's Dask runner
+does not route correctly).
 """
 
 from __future__ import annotations
@@ -10,11 +14,25 @@ from collections.abc import Iterable, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler
 
-from fitting.landmarks import create_landmarker
+from fitting.landmarks import ImageFaces, create_landmarker
 
-# Batch sizes per backend: dlib works image by image, so large batches only add latency;
-# FAN batches face crops across images on the GPU.
-BATCH_SIZES = {"dlib": (1, 8), "fan": (8, 64)}
+# Images per detector batch: dlib works image by image; FAN stacks the faces of a batch of
+# images into one network call.
+BATCH_SIZES = {"dlib": 1, "fan": 16}
+
+
+# What a detector raises on an image it cannot handle (dlib and torch raise RuntimeError).
+DETECTOR_ERRORS = (RuntimeError, ValueError, MemoryError)
+
+
+def _detect_one(model, image) -> ImageFaces:
+    """Detect in one image; a crash becomes an ``ImageFaces`` with the reason."""
+    try:
+        return model.detect_batch([image])[0]
+    except DETECTOR_ERRORS as error:
+        size = (image.shape[1], image.shape[0]) if getattr(image, "ndim", 0) >= 2 else (0, 0)
+        return ImageFaces(faces=(), image_size=size,
+                          failure=f"detector_error: {type(error).__name__}: {error}")
 
 
 class LandmarkModelHandler(ModelHandler):
@@ -28,8 +46,8 @@ class LandmarkModelHandler(ModelHandler):
     """
 
     def __init__(self, name: str, options: dict | None = None):
-        minimum, maximum = BATCH_SIZES.get(name, (1, 16))
-        super().__init__(min_batch_size=minimum, max_batch_size=maximum)
+        super().__init__()
+        self.batch_size = BATCH_SIZES.get(name, 1)
         self.name = name
         self.options = dict(options or {})
 
@@ -39,7 +57,11 @@ class LandmarkModelHandler(ModelHandler):
     def run_inference(self, batch: Sequence, model, inference_args=None) -> Iterable:
         keys = [key for key, _ in batch]
         images = [image for _, image in batch]
-        found = model.detect_batch(images)
+        try:
+            found = model.detect_batch(images)
+        except DETECTOR_ERRORS:
+            # One bad image must not fail its batch-mates: retry one by one.
+            found = [_detect_one(model, image) for image in images]
         return list(zip(keys, images, found))
 
     def get_num_bytes(self, batch: Sequence) -> int:

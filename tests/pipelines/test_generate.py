@@ -14,6 +14,7 @@ from fitting.fitter import fit_landmarks
 from fitting.image import decode_image
 from fitting.landmarks.dlib_backend import DlibLandmarker
 from fitting.models import load_model
+from pipelines import generate
 from pipelines.generate import OptionsError
 from schemas import ROW_SCHEMA, DatasetMetadata, table_problems
 from schemas import rows as columns
@@ -134,7 +135,7 @@ def test_invalid_flags_are_refused_before_running(tmp_path):
     with pytest.raises(OptionsError, match="--crop-size.*--jpeg-quality"):
         run_generate([tmp_path], tmp_path / "out", "--crop-size", "8", "--jpeg-quality", "0")
     with pytest.raises(OptionsError, match="--input is required"):
-        run_generate([], tmp_path / "out")
+        generate.run(["--output", str(tmp_path / "out")])
 
 
 def test_existing_output_needs_overwrite(folder_run, photo_folder):
