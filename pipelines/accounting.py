@@ -1,8 +1,9 @@
 """Counting what became of every input, and checking that nothing was lost.
 
 Every input ends as exactly one of ``written`` (at least one row), ``failed`` (a failure row,
-no row) or ``duplicate``. Inputs are counted independently where they are read, so
-``inputs == written + failed + duplicates`` per source is a real check, written to
+no row), ``duplicate`` or, in an incremental run, ``existing`` (its content is already in the
+dataset). Inputs are counted independently where they are read, so
+``inputs == written + failed + duplicates + existing`` per source is a real check, written to
 ``stats.json`` on every run.
 """
 
@@ -12,8 +13,9 @@ import collections
 
 import apache_beam as beam
 
-INPUT, WRITTEN, FAILED, DUPLICATE = "inputs", "written", "failed", "duplicates"
-OUTCOMES = (WRITTEN, FAILED, DUPLICATE)
+INPUT, WRITTEN, FAILED = "inputs", "written", "failed"
+DUPLICATE, EXISTING = "duplicates", "existing"
+OUTCOMES = (WRITTEN, FAILED, DUPLICATE, EXISTING)
 # When one image gives several faces, its best outcome counts.
 _PRIORITY = {WRITTEN: 2, FAILED: 1}
 
@@ -52,7 +54,7 @@ def summarise(counts: dict) -> dict:
         "failures_by_reason": dict(sorted(failures.items())),
         "sources": {name: sources[name] for name in sorted(sources)},
         "invariant": {"holds": not broken, "broken_sources": broken,
-                      "rule": "inputs == written + failed + duplicates, per source"},
+                      "rule": "inputs == written + failed + duplicates + existing, per source"},
     }
 
 
@@ -65,7 +67,8 @@ class CountOutcomes(beam.PTransform):
 
     Inputs (a dict of PCollections):
     ``inputs``: source per input read; ``read_failures``: inputs that could not be read;
-    ``duplicates``: ``(source, uri)``; ``failures``: failures after deduplication;
+    ``duplicates`` and ``existing``: ``(source, uri)``; ``failures``: failures after
+    deduplication;
     ``written``: ``(source, row id)`` per row written.
     """
 
@@ -78,6 +81,8 @@ class CountOutcomes(beam.PTransform):
                                                                (("source", f.source, FAILED), 1)])),
             (parts["duplicates"]
              | "DuplicateEvents" >> beam.MapTuple(lambda s, _: (("source", s, DUPLICATE), 1))),
+            (parts["existing"]
+             | "ExistingEvents" >> beam.MapTuple(lambda s, _: (("source", s, EXISTING), 1))),
         )
         late = (
             (parts["failures"]

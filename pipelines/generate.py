@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from typing import Any
 
@@ -25,7 +26,9 @@ from fitting.crop import encode_jpeg, expnet_crop
 from fitting.image import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES, select_faces
 from pipelines import accounting, writing
+from pipelines.dataset import DatasetStateError, RunPlan, plan_run
 from pipelines.inference import LandmarkModelHandler
+from pipelines.progress import PROGRESS
 from pipelines.sources import Failure, expand_input, read_item
 from schemas import DatasetMetadata
 from schemas import rows as columns
@@ -62,6 +65,7 @@ class FaceRecord:
 
 def _count_failure(failure: Failure) -> Failure:
     beam.metrics.Metrics.counter("expnet", f"failed_{failure.stage}_{failure.reason}").inc()
+    PROGRESS.add("failures")
     return failure
 
 
@@ -116,19 +120,29 @@ class ReadSources(beam.PTransform):
         return records, failures
 
 
+KNOWN = "known"  # marks a content id already in the dataset (incremental runs)
+
+
 class KeepSmallestUri(beam.CombineFn):
-    """Keeps the record with the smallest URI; remembers the others as duplicates."""
+    """Keeps the record with the smallest URI; the others become duplicates.
+
+    The accumulator is ``(best, duplicates, known)``: ``known`` is set when the id is
+    already in the dataset, in which case every record of it is ``existing`` instead.
+    """
 
     def create_accumulator(self):
-        return None, []
+        return None, [], False
 
     def add_input(self, accumulator, record):
-        return self.merge_accumulators([accumulator, (record, [])])
+        if record == KNOWN:
+            return self.merge_accumulators([accumulator, (None, [], True)])
+        return self.merge_accumulators([accumulator, (record, [], False)])
 
     def merge_accumulators(self, accumulators):
-        best, duplicates = None, []
-        for record, others in accumulators:
+        best, duplicates, known = None, [], False
+        for record, others, record_known in accumulators:
             duplicates.extend(others)
+            known = known or record_known
             if record is None:
                 continue
             if best is None or record.uri < best.uri:
@@ -137,30 +151,61 @@ class KeepSmallestUri(beam.CombineFn):
                 best = record
             else:
                 duplicates.append((record.source, record.uri))
-        return best, duplicates
+        return best, duplicates, known
 
     def extract_output(self, accumulator):
         return accumulator
 
 
+def _survivor(kept):
+    best, _, known = kept
+    return [] if best is None or known else [best]
+
+
+def _duplicates(kept):
+    _, duplicates, known = kept
+    return [] if known else duplicates
+
+
+def _existing(kept):
+    best, duplicates, known = kept
+    if not known:
+        return []
+    return ([(best.source, best.uri)] if best is not None else []) + duplicates
+
+
 class Deduplicate(beam.PTransform):
-    """One survivor per content id (smallest URI wins); duplicates as ``(source, uri)``."""
+    """One survivor per content id (smallest URI wins).
+
+    Returns ``(survivors, duplicates, existing)``, the last two as ``(source, uri)``;
+    ``existing`` are inputs whose content id is in ``known_ids`` (an incremental run).
+    """
+
+    def __init__(self, known_ids=None):
+        super().__init__()
+        self.known_ids = known_ids
 
     def expand(self, records):
-        combined = (records
-                    | "KeyByContent" >> beam.Map(lambda record: (record.content_id, record))
-                    | "KeepOnePerId" >> beam.CombinePerKey(KeepSmallestUri())
-                    | "DropKeys" >> beam.Values())
-        survivors = combined | "Survivors" >> beam.Map(lambda kept: kept[0])
-        duplicates = (combined
-                      | "Duplicates" >> beam.FlatMap(lambda kept: kept[1])
-                      | "CountDuplicates" >> beam.Map(_count_duplicate))
-        return survivors, duplicates
+        keyed = records | "KeyByContent" >> beam.Map(lambda record: (record.content_id, record))
+        if self.known_ids is not None:
+            known = self.known_ids | "MarkKnown" >> beam.Map(lambda known_id: (known_id, KNOWN))
+            keyed = (keyed, known) | "WithKnownIds" >> beam.Flatten()
+        kept = (keyed
+                | "KeepOnePerId" >> beam.CombinePerKey(KeepSmallestUri())
+                | "DropKeys" >> beam.Values())
+        survivors = kept | "Survivors" >> beam.FlatMap(_survivor)
+        duplicates = (kept
+                      | "Duplicates" >> beam.FlatMap(_duplicates)
+                      | "CountDuplicates" >> beam.Map(_count_outcome, "duplicates"))
+        existing = (kept
+                    | "Existing" >> beam.FlatMap(_existing)
+                    | "CountExisting" >> beam.Map(_count_outcome, "existing"))
+        return survivors, duplicates, existing
 
 
-def _count_duplicate(duplicate):
-    beam.metrics.Metrics.counter("expnet", "duplicates").inc()
-    return duplicate
+def _count_outcome(element, name: str):
+    beam.metrics.Metrics.counter("expnet", name).inc()
+    return element
 
 
 DETECT_BUCKETS = 64
@@ -220,6 +265,7 @@ class SelectAndCropDoFn(beam.DoFn):
 
     def process(self, element):
         meta, image, found = element
+        PROGRESS.add("images")
         faces = select_faces(found, self.policy)
         if not faces:
             reason, _, message = (found.failure or "no_face").partition(": ")
@@ -294,6 +340,7 @@ class FitDoFn(beam.DoFn):
                               fit.failure[index], "the morphable-model fit failed")
                 continue
             beam.metrics.Metrics.counter("expnet", "rows").inc()
+            PROGRESS.add("rows")
             yield face.image.source, to_row(face, fit, index, landmarker=self.landmarker,
                                             model_id=self.model.model_id)
 
@@ -378,16 +425,18 @@ class FitMorphableModel(beam.PTransform):
 class LabelFaces(beam.PTransform):
     """Input specs -> ``(rows, failures, duplicates, inputs)``: the whole labelling chain."""
 
-    def __init__(self, options: GenerateOptions, model_hash: str):
+    def __init__(self, options: GenerateOptions, model_hash: str, known_ids=None):
         super().__init__()
         self.options = options
         self.model_hash = model_hash
+        self.known_ids = known_ids
 
     def expand(self, specs):
         opts = self.options
         records, read_failures = specs | "Read" >> ReadSources(
             label_from_parent=opts.label_from_parent, max_file_bytes=opts.max_file_bytes)
-        survivors, duplicates = records | "Deduplicate" >> Deduplicate()
+        survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
+            self.known_ids)
         handler = LandmarkModelHandler(opts.landmarker, landmarker_options(opts))
         images, decode_failures = (
             _detect_batches(survivors, batch_size=handler.batch_size)
@@ -403,7 +452,7 @@ class LabelFaces(beam.PTransform):
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
         return {"rows": fitted, "failures": failures, "read_failures": read_failures,
-                "duplicates": duplicates, "inputs": inputs}
+                "duplicates": duplicates, "existing": existing, "inputs": inputs}
 
 
 def landmarker_options(options: GenerateOptions) -> dict:
@@ -446,7 +495,10 @@ class GenerateOptions(PipelineOptions):
         parser.add_argument("--max-file-bytes", "--max_file_bytes", dest="max_file_bytes",
                             type=int, default=MAX_FILE_BYTES, help="refuse larger files")
         parser.add_argument("--overwrite", action="store_true",
-                            help="replace the shards of an earlier run in --output")
+                            help="replace the dataset an earlier run left in --output")
+        parser.add_argument("--incremental", action="store_true",
+                            help="add only images whose content is new to the dataset in "
+                                 "--output, as new shards beside the earlier ones")
         parser.add_argument("--quiet", action="store_true", help="print no summary")
 
 
@@ -491,7 +543,8 @@ def dataset_metadata(options: GenerateOptions):
         pipeline_version=version.VERSION)
 
 
-def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMetadata):
+def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMetadata,
+          plan: RunPlan):
     """Add the generate job to ``pipeline``.
 
     Everything ends in one ``Finalize`` step that runs after shards, failures and counts are
@@ -499,64 +552,79 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     is also the single leaf: Beam's Dask runner computes only the graph of the last step.)
     """
     output = options.output.rstrip("/")
+    known_ids = None
+    if plan.previous_files:
+        known_ids = (pipeline
+                     | "EarlierFiles" >> beam.Create(plan.previous_files)
+                     | "KnownIds" >> beam.FlatMap(lambda name: known_ids_of(output, name)))
     labelled = (pipeline
                 | "InputSpecs" >> beam.Create(list(options.input))
-                | "Label" >> LabelFaces(options, metadata.model_hash))
+                | "Label" >> LabelFaces(options, metadata.model_hash, known_ids))
     rows = labelled["rows"] | "Rows" >> beam.Values()
     shards = (rows
               | "WriteShards" >> writing.WriteShards(output, metadata,
-                                                     num_shards=options.num_shards)
+                                                     num_shards=options.num_shards,
+                                                     prefix=plan.shard_prefix)
               | "AllShards" >> beam.combiners.ToList()
               | "TagShards" >> beam.Map(lambda entries: ("shards", entries)))
     failures = ((labelled["read_failures"], labelled["failures"])
                 | "AllFailures" >> beam.Flatten()
                 | "FailureList" >> beam.combiners.ToList()
-                | "WriteFailures" >> beam.Map(
-                    lambda found: ("failures", writing.write_failures(output, found))))
+                | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
+                    output, found, prefix=plan.shard_prefix))))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
         lambda source, row: (source, row[columns.ID]))
-    counts = ({"inputs": labelled["inputs"], "read_failures": labelled["read_failures"],
-               "duplicates": labelled["duplicates"], "failures": labelled["failures"],
-               "written": written}
+    parts = {name: labelled[name]
+             for name in ("inputs", "read_failures", "duplicates", "existing", "failures")}
+    counts = ({**parts, "written": written}
               | "Account" >> accounting.CountOutcomes()
               | "TagCounts" >> beam.Map(lambda found: ("counts", found)))
     return ((shards, failures, counts)
             | "AllOutputs" >> beam.Flatten()
             | "CollectOutputs" >> beam.combiners.ToDict()
-            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata))
+            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan))
 
 
 COUNTS_NAME = f"{writing.TEMP_DIR}/counts.json"
 
 
-def finalize(outputs: dict, *, output: str, metadata: DatasetMetadata) -> None:
-    """Write the run's counts, then ``manifest.json``: the mark of a complete dataset."""
+def finalize(outputs: dict, *, output: str, metadata: DatasetMetadata, plan: RunPlan) -> None:
+    """Write the run's counts, then ``manifest.json``: the mark of a complete dataset.
+
+    The manifest lists the shards and failure files of every run, earlier ones included.
+    """
     entries = sorted([*key, number] for key, number in outputs["counts"].items())
     writing.write_atomically(output, COUNTS_NAME, json.dumps(entries).encode())
-    shards = sorted(outputs["shards"], key=lambda shard: shard["name"])
+    previous = plan.previous or {"shards": [], "failures": [], "runs": []}
+    new_shards = sorted(outputs["shards"], key=lambda shard: shard["name"])
+    shards = previous["shards"] + [{**shard, "run": plan.run_index} for shard in new_shards]
+    run = {"run": plan.run_index, "shards": len(new_shards),
+           "rows": sum(shard["rows"] for shard in new_shards)}
     writing.write_json(output, writing.MANIFEST_NAME, {
         "shards": shards,
         "rows": sum(shard["rows"] for shard in shards),
-        "failures": outputs["failures"],
+        "failures": previous["failures"] + [{**outputs["failures"], "run": plan.run_index}],
+        "runs": previous["runs"] + [run],
         "metadata": json.loads(json.dumps(dataclasses.asdict(metadata))),
     })
 
 
-def prepare_output(options: GenerateOptions) -> None:
-    """Refuse to mix with an earlier run unless ``--overwrite``; then clear its files."""
-    output = options.output.rstrip("/")
-    earlier = FileSystems.match([f"{output}/part-*.parquet"])[0].metadata_list
-    if earlier and not options.overwrite:
-        raise OptionsError(f"{output} already holds {len(earlier)} shards; pass --overwrite "
-                           "to replace them or choose another --output")
-    stale = [metadata.path for pattern in (
-        f"{output}/part-*.parquet", f"{output}/{writing.FAILURES_DIR}/*.parquet",
-        f"{output}/{writing.MANIFEST_NAME}", f"{output}/{writing.STATS_NAME}",
-        f"{output}/{writing.TEMP_DIR}/*")
-        for metadata in FileSystems.match([pattern])[0].metadata_list]
-    if stale:
-        FileSystems.delete(stale)
-    writing.ensure_dir(output)
+def known_ids_of(output: str, name: str) -> list[str]:
+    from pipelines.dataset import known_ids
+
+    return known_ids(output, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``expnet generate``: 0 when the run accounted for every input, 1 if not, 2 on bad use."""
+    from fitting.models import ModelFileError
+
+    try:
+        stats = run(argv)
+    except (OptionsError, DatasetStateError, ModelFileError, FileNotFoundError) as error:
+        print(f"expnet generate: error: {error}", file=sys.stderr)
+        return 2
+    return 0 if stats["invariant"]["holds"] else 1
 
 
 def run(argv=None) -> dict:
@@ -564,20 +632,27 @@ def run(argv=None) -> dict:
 
     Raises
     ------
-    OptionsError   when the flags are invalid (nothing has run)
+    OptionsError        when the flags are invalid (nothing has run)
+    DatasetStateError   when ``--output`` holds a dataset and neither ``--overwrite`` nor
+                        ``--incremental`` says what to do with it
     """
     options = GenerateOptions(argv)
     problems = validate_options(options)
     if problems:
         raise OptionsError("; ".join(problems))
     options.view_as(SetupOptions).save_main_session = False
-    model, metadata = dataset_metadata(options)
-    prepare_output(options)
+    _, metadata = dataset_metadata(options)
+    plan = plan_run(options.output.rstrip("/"), model_hash=metadata.model_hash,
+                    overwrite=options.overwrite, incremental=options.incremental)
     started = time.time()
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, options, metadata)
-    elapsed = time.time() - started
-    return finish(options, metadata, elapsed)
+    if not options.quiet:
+        PROGRESS.start()
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            build(pipeline, options, metadata, plan)
+    finally:
+        PROGRESS.stop()
+    return finish(options, metadata, time.time() - started)
 
 
 def finish(options: GenerateOptions, metadata: DatasetMetadata, elapsed: float) -> dict:

@@ -303,8 +303,6 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
     """
     output = output.rstrip("/")
     problems = []
-    if not FileSystems.exists(output):
-        problems.append(f"{output}: no such folder")
     collector = _Collector()
     shards, reference = [], None
     for item in _match(f"{output}/{SHARD_PATTERN}"):
@@ -318,12 +316,17 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
         reference = reference or (name, metadata)
         first_row = shards[-1].first_row + shards[-1].rows if shards else 0
         shards.append(ShardInfo(name, item.path, item.size_in_bytes, rows, first_row))
-    if not shards and not problems:
-        problems.append(f"{output}: no readable {SHARD_PATTERN} shards")
     if collector.ids and collector.duplicate_ids():
         problems.append(f"{collector.duplicate_ids()} duplicate ids across the shards")
     manifest = _read_json(f"{output}/{writing.MANIFEST_NAME}", problems)
-    problems.extend(_manifest_problems(manifest, shards, reference and reference[1]))
+    if manifest is None and not shards and not problems:
+        # Object stores have no folders, so a missing folder looks like an empty one.
+        problems.append(f"{output}: no {SHARD_PATTERN} shards and no {writing.MANIFEST_NAME}: "
+                        "not an expnet output folder (or it does not exist)")
+    else:
+        if not shards and not problems:
+            problems.append(f"{output}: no readable {SHARD_PATTERN} shards")
+        problems.extend(_manifest_problems(manifest, shards, reference and reference[1]))
     failures = _read_failures(output, problems)
     stats = _read_json(f"{output}/{writing.STATS_NAME}", problems)
     return Scan(

@@ -13,12 +13,13 @@ def format_summary(stats: dict, output: str, *, label_examples: int = 3) -> str:
     """A few lines: inputs, rows, failures by reason, the invariant, where, a few labels."""
     lines = [
         f"expnet generate: {stats['inputs']} inputs -> {stats['written']} written "
-        f"({stats['rows']} rows), {stats['failed']} failed, {stats['duplicates']} duplicates",
+        f"({stats['rows']} rows), {stats['failed']} failed, {stats['duplicates']} duplicates"
+        + (f", {stats['existing']} already in the dataset" if stats.get("existing") else ""),
     ]
     for reason, number in stats["failures_by_reason"].items():
         lines.append(f"  failed {reason}: {number}")
     invariant = stats["invariant"]
-    lines.append("  accounting: inputs == written + failed + duplicates "
+    lines.append("  accounting: inputs == written + failed + duplicates + existing "
                  + ("holds" if invariant["holds"] else
                     f"BROKEN for {', '.join(invariant['broken_sources'])}"))
     shards = stats["manifest"]["shards"]

@@ -158,13 +158,13 @@ def failure_row(failure) -> dict:
             columns.MESSAGE: failure.message}
 
 
-def write_failures(output_dir: str, failures: list) -> dict:
-    """Write all failure rows, sorted, to ``failures/part-00000-of-00001.parquet``."""
+def write_failures(output_dir: str, failures: list, *, prefix: str = "part") -> dict:
+    """Write all failure rows, sorted, to ``failures/<prefix>-00000-of-00001.parquet``."""
     rows = sorted((failure_row(failure) for failure in failures),
                   key=lambda row: (row[columns.ID], row[columns.SOURCE_URI], row[columns.STAGE]))
     table = pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
     data = parquet_bytes(table)
-    name = f"{FAILURES_DIR}/{shard_name(0, 1)}"
+    name = f"{FAILURES_DIR}/{shard_name(0, 1, prefix)}"
     write_atomically(output_dir, name, data)
     return {"name": name, "rows": len(rows), "bytes": len(data)}
 

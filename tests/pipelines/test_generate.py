@@ -15,6 +15,7 @@ from fitting.image import decode_image
 from fitting.landmarks.dlib_backend import DlibLandmarker
 from fitting.models import load_model
 from pipelines import generate
+from pipelines.dataset import DatasetStateError
 from pipelines.generate import OptionsError
 from schemas import ROW_SCHEMA, DatasetMetadata, table_problems
 from schemas import rows as columns
@@ -138,7 +139,7 @@ def test_invalid_flags_are_refused_before_running(tmp_path):
         generate.run(["--output", str(tmp_path / "out")])
 
 
-def test_existing_output_needs_overwrite(folder_run, photo_folder):
+def test_existing_dataset_needs_overwrite_or_incremental(folder_run, photo_folder):
     output, _ = folder_run
-    with pytest.raises(OptionsError, match="--overwrite"):
+    with pytest.raises(DatasetStateError, match="--incremental.*--overwrite"):
         run_generate([photo_folder], output)

@@ -1,0 +1,108 @@
+"""The output folder as a dataset: its manifest, its runs, and leftovers of interrupted runs.
+
+``manifest.json`` is written last by every run and lists every shard of every run, so a
+folder with a manifest is a complete dataset, and files it does not list are leftovers of
+an interrupted run (deleted before the next run starts). That makes "kill -9, rerun the same
+command" safe, and lets ``--incremental`` runs add shards beside the earlier ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import writing
+from pipelines.accounting import image_id_of
+from schemas import rows as columns
+
+
+class DatasetStateError(ValueError):
+    """The output folder cannot take this run as asked (say why and what to pass)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Where this run's files go and what came before.
+
+    Attributes
+    ----------
+    run_index : int             0 for a new dataset, k for the k-th incremental run
+    shard_prefix : str          ``part`` for run 0, ``part-r001`` ... for later runs
+    previous : dict or None     the manifest of the complete dataset this run extends
+    """
+
+    run_index: int
+    shard_prefix: str
+    previous: dict | None
+
+    @property
+    def previous_files(self) -> list[str]:
+        """Shard and failure files of earlier runs (relative names)."""
+        if not self.previous:
+            return []
+        return ([shard["name"] for shard in self.previous["shards"]]
+                + [failure["name"] for failure in self.previous.get("failures", [])])
+
+
+def _listing(output: str, pattern: str) -> list[str]:
+    return [metadata.path for metadata in FileSystems.match([f"{output}/{pattern}"])[0]
+            .metadata_list]
+
+
+def read_manifest(output: str) -> dict | None:
+    path = f"{output}/{writing.MANIFEST_NAME}"
+    return writing.read_json(path) if FileSystems.exists(path) else None
+
+
+def plan_run(output: str, *, model_hash: str, overwrite: bool, incremental: bool) -> RunPlan:
+    """Decide how this run relates to what ``output`` holds, and clear leftovers.
+
+    - No manifest: a new dataset; shards of an interrupted run are deleted.
+    - A manifest and ``--overwrite``: everything is deleted; a new dataset.
+    - A manifest and ``--incremental``: files the manifest does not list are deleted; this
+      run adds shards named ``part-rNNN-*`` (the model must be the same).
+    - A manifest and neither flag: refused.
+    """
+    previous = read_manifest(output)
+    if previous is not None and not (overwrite or incremental):
+        raise DatasetStateError(
+            f"{output} already holds a complete dataset ({previous['rows']} rows); pass "
+            "--incremental to add new images to it, --overwrite to replace it, or choose "
+            "another --output")
+    if previous is not None and incremental and not overwrite:
+        if previous["metadata"]["model_hash"] != model_hash:
+            raise DatasetStateError(
+                f"{output} was labelled with model {previous['metadata']['model_id']} "
+                f"({previous['metadata']['model_hash'][:12]}); an incremental run must use "
+                "the same model")
+        run_index = len(previous["runs"])
+        plan = RunPlan(run_index, f"part-r{run_index:03d}", previous)
+    else:
+        plan = RunPlan(run_index=0, shard_prefix="part", previous=None)
+    _delete_unlisted(output, keep=plan.previous_files, keep_manifest=plan.previous is not None)
+    writing.ensure_dir(output)
+    return plan
+
+
+def _delete_unlisted(output: str, *, keep: list[str], keep_manifest: bool) -> None:
+    kept = {f"{output}/{name}" for name in keep}
+    if keep_manifest:
+        kept.add(f"{output}/{writing.MANIFEST_NAME}")
+    candidates = (_listing(output, "part-*.parquet")
+                  + _listing(output, f"{writing.FAILURES_DIR}/*.parquet")
+                  + _listing(output, writing.MANIFEST_NAME)
+                  + _listing(output, writing.STATS_NAME)
+                  + _listing(output, f"{writing.TEMP_DIR}/*"))
+    stale = [path for path in candidates if path not in kept]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def known_ids(output: str, name: str) -> list[str]:
+    """Ids of one earlier shard or failure file (image ids: face suffixes removed)."""
+    with FileSystems.open(f"{output}/{name}") as handle:
+        table = pq.read_table(io.BytesIO(handle.read()), columns=[columns.ID])
+    return sorted({image_id_of(row_id) for row_id in table.column(columns.ID).to_pylist()})
