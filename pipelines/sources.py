@@ -58,6 +58,10 @@ class SourceRecord:
     label: str | None = None
     subject: str | None = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "uri", printable_uri(self.uri))
+        object.__setattr__(self, "source", printable_uri(self.source))
+
     @property
     def content_id(self) -> str:
         return content_id(self.data)
@@ -74,10 +78,23 @@ class Failure:
     reason: str
     message: str = ""
 
+    def __post_init__(self):
+        for name in ("source_uri", "source", "message"):
+            object.__setattr__(self, name, printable_uri(getattr(self, name)))
+
 
 def content_id(data: bytes) -> str:
     """The content id of an input: sha256 of its bytes, hex."""
     return hashlib.sha256(data).hexdigest()
+
+
+def printable_uri(uri: str) -> str:
+    """A URI as valid UTF-8 text: undecodable file-name bytes become ``\\xNN`` escapes.
+
+    Local names that are not UTF-8 arrive as surrogate escapes, which neither Beam's coders
+    nor Parquet strings accept; the original is kept for opening the file.
+    """
+    return uri.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def uri_id(uri: str) -> str:
