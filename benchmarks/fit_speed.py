@@ -1,0 +1,140 @@
+"""Fits per second of ``fit_landmarks`` on one core, against eos, on the same landmarks.
+
+Run::
+
+    .venv/bin/python benchmarks/fit_speed.py [--model open|synthetic] [--eos-faces 256]
+
+Threads are pinned to 1 before numpy loads. Landmarks come from ``fitting.fitter.project``
+(fixed landmark vertices; identity and expression ~ N(0, 1); yaw +-60, pitch +-15, roll +-10
+degrees; faces about 200 px wide) plus 1 px Gaussian noise, so both fitters get exact
+correspondences and neither fits the contour. eos (``eos-py``) gets the same model: identity
+and expression as sigma-unit PCA models, mean shifted to the landmark centroid (a rigid shift,
+which eos's pose estimate needs; see RESULTS.md) and fitted with
+``eos.fitting.fit_shape_and_pose`` with 5 iterations and, of lambda in (1, 3, 10, 30), the one
+with the best expression accuracy. It is timed on ``--eos-faces`` faces, one call per face.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from fitting.camera import euler_to_rotation  # noqa: E402
+from fitting.fitter import fit_landmarks, project  # noqa: E402
+from fitting.models import OPEN_MODEL_PATH, load_model  # noqa: E402
+from fitting.synthetic import make_synthetic_model, sample_pose  # noqa: E402
+
+BATCHES = (1, 64, 4096)
+EOS_LAMBDAS = (1.0, 3.0, 10.0, 30.0)
+
+
+def make_faces(model, count: int, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    yaw, pitch, roll, scale, translation = sample_pose(count, rng)
+    identity = rng.standard_normal((count, model.identity_dim))
+    expression = rng.standard_normal((count, model.expression_dim))
+    landmarks = project(model, expression, identity, euler_to_rotation(yaw, pitch, roll), scale,
+                        translation)
+    return landmarks + rng.standard_normal(landmarks.shape), expression
+
+
+def time_ours(model, landmarks: np.ndarray, batch: int, *, min_seconds: float = 2.0):
+    """Fits/s for batches of ``batch`` faces taken in turn from ``landmarks``; and the fits."""
+    fit_landmarks(model, landmarks[:batch], slide_contour=False)  # warm caches
+    fitted, start, done = [], time.perf_counter(), 0
+    while True:
+        offset = done % len(landmarks)
+        chunk = landmarks[offset:offset + batch]
+        fitted.append((offset, fit_landmarks(model, chunk, slide_contour=False).expression))
+        done += len(chunk)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds and done >= batch:
+            return done / elapsed, fitted
+
+
+def eos_model(model):
+    import eos
+
+    centre = model.mean[model.landmark_indices].mean(axis=0)
+    triangles = model.triangles.tolist()
+
+    def pca(mean, basis):
+        flat = basis.reshape(-1, basis.shape[2])
+        norms = np.linalg.norm(flat, axis=0)
+        return eos.morphablemodel.PcaModel(mean.reshape(-1).astype(np.float32),
+                                           (flat / norms).astype(np.float32),
+                                           (norms ** 2).astype(np.float32), triangles)
+
+    shape = pca(model.mean - centre, model.identity_basis)
+    expression = pca(np.zeros_like(model.mean), model.expression_basis)
+    return eos.morphablemodel.MorphableModel(shape, expression, eos.morphablemodel.PcaModel())
+
+
+def run_eos(model, landmarks: np.ndarray, lam: float):
+    import eos
+
+    morphable = eos_model(model)
+    mapper = eos.core.LandmarkMapper()  # identity: landmark names are vertex indices
+    names = [str(int(vertex)) for vertex in model.landmark_indices]
+    expressions = []
+    start = time.perf_counter()
+    for face in landmarks:
+        points = [eos.core.Landmark(name, point.astype(np.float32))
+                  for name, point in zip(names, face, strict=True)]
+        _, _, _, coefficients = eos.fitting.fit_shape_and_pose(
+            morphable, points, mapper, 640, 480, num_iterations=5, lambda_identity=lam,
+            lambda_expressions=lam)
+        expressions.append(coefficients)
+    return len(landmarks) / (time.perf_counter() - start), np.array(expressions)
+
+
+def rmse(estimate, truth) -> float:
+    return float(np.sqrt(np.mean((estimate - truth) ** 2)))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["open", "synthetic"],
+                        default="open" if OPEN_MODEL_PATH.is_file() else "synthetic")
+    parser.add_argument("--eos-faces", type=int, default=256)
+    args = parser.parse_args(argv)
+    model = load_model("open") if args.model == "open" else make_synthetic_model(0)
+    landmarks, expression = make_faces(model, max(BATCHES))
+    print(f"model: {model.model_id} ({model.num_vertices} vertices, K_id={model.identity_dim}, "
+          f"K_exp={model.expression_dim}); 1 px noise; one thread")
+
+    eos_runs = {lam: run_eos(model, landmarks[:args.eos_faces], lam) for lam in EOS_LAMBDAS}
+    best_lam = min(eos_runs, key=lambda lam: rmse(eos_runs[lam][1],
+                                                  expression[:args.eos_faces]))
+    eos_rate, eos_expression = eos_runs[best_lam]
+    eos_error = rmse(eos_expression, expression[:args.eos_faces])
+    print("eos lambdas tried: " + ", ".join(
+        f"{lam:g} -> RMSE {rmse(run[1], expression[:args.eos_faces]):.3f}"
+        for lam, run in eos_runs.items()))
+    print("| fitter | batch | fits/s | expression RMSE (sigma) | ours / eos fits/s |")
+    print("|---|---|---|---|---|")
+    print(f"| eos fit_shape_and_pose (lambda={best_lam:g}, 5 it.) | 1 | {eos_rate:.0f} | "
+          f"{eos_error:.3f} | 1.0 |")
+    for batch in BATCHES:
+        rate, fitted = time_ours(model, landmarks, batch)
+        # Accuracy on the same faces eos fitted (the first --eos-faces).
+        ours = np.full((args.eos_faces, model.expression_dim), np.nan)
+        for offset, values in fitted:
+            end = min(offset + len(values), args.eos_faces)
+            if offset < end:
+                ours[offset:end] = values[:end - offset]
+        covered = ~np.isnan(ours[:, 0])
+        error = rmse(ours[covered], expression[:args.eos_faces][covered])
+        print(f"| fit_landmarks | {batch} | {rate:.0f} | {error:.3f} (first {covered.sum()}) | "
+              f"{rate / eos_rate:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

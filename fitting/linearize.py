@@ -1,0 +1,147 @@
+"""Normal equations of one Gauss-Newton step of the landmark fit, batched.
+
+For a face with rotation ``R``, scale ``s``, translation ``t``, landmark vertices with mean
+positions ``m_i`` (3,) and basis rows ``L_i`` (3, K) (identity then expression columns), and
+image landmarks ``x_i``, the error in model millimetres is::
+
+    e_i = F (x_i - t) / s - P R (m_i + L_i c)
+
+(``F = diag(1, -1)`` flips image y, ``P`` keeps the first two rows). Holding the ``1 / s`` of the
+current estimate fixed and perturbing the pose as ``R <- exp([w]x) R``, ``s <- s (1 + d_s)``,
+``t <- t + s d_t``, the error is linear in the new coefficients ``c`` and the pose step
+``d = (w, d_s, d_t)``::
+
+    e_i ~ y_i - A_i c - J_i d,    y_i = F (x_i - t) / s - P R m_i,    A_i = P R L_i,
+    J_i = [ -P [p_i]x | P p_i | F ],   p_i = R X_i (current rotated landmark vertex).
+
+This module returns ``H = sum_i w_i [A_i J_i]^T [A_i J_i]`` and ``g = sum_i w_i [A_i J_i]^T y_i``
+with the unknowns ordered ``[c, d]``.
+
+For unit weights the fixed landmarks use ``A_i^T A_i = L_i^T (I - n n^T) L_i`` (``n``, the
+third row of ``R``, is the viewing direction in model coordinates), so their ``K x K`` block is a
+(B, 9) x (9, K^2) product with precomputed Gram blocks rather than a per-face (2F, K) product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["gram_blocks", "normal_equations"]
+
+_FLIP_Y = np.array([1.0, -1.0])
+POSE_DIM = 6
+
+
+def gram_blocks(basis: np.ndarray) -> np.ndarray:
+    """``sum_i L_i[c]^T L_i[d]`` for every pair of axes c, d.
+
+    Parameters
+    ----------
+    basis : (F, 3, K) float   basis rows of the landmarks
+
+    Returns
+    -------
+    gram : (9, K * K) float64   row ``3 c + d`` is the flattened (K, K) block
+    """
+    size = basis.shape[2]
+    return np.einsum("fck,fdl->cdkl", basis, basis).reshape(9, size * size)
+
+
+def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
+                     mean_points: np.ndarray, rotated: np.ndarray, rotation: np.ndarray,
+                     scale: np.ndarray, translation: np.ndarray, fixed: np.ndarray,
+                     fixed_basis_flat: np.ndarray, fixed_gram: np.ndarray,
+                     varying: np.ndarray, varying_basis: np.ndarray | None):
+    """Gauss-Newton normal equations for coefficients and a pose step, see the module notes.
+
+    Parameters
+    ----------
+    landmarks : (B, N, 2)          image landmarks
+    weights : (B, N) or None       landmark weights; None means all 1 (fast path)
+    mean_points : (B, N, 3)        mean position of each landmark's current vertex
+    rotated : (B, N, 3)            ``R X_i`` for the current shape
+    rotation : (B, 3, 3), scale : (B,), translation : (B, 2)   current pose
+    fixed : (F,) int               landmarks whose basis rows are the same for every face
+    fixed_basis_flat : (3F, K)     their basis rows
+    fixed_gram : (9, K*K)          :func:`gram_blocks` of their basis rows
+    varying : (J,) int             landmarks whose vertex differs per face (sliding jaw)
+    varying_basis : (B, J, 3, K)   their basis rows; ignored when ``J == 0``
+
+    Returns
+    -------
+    hessian : (B, K + 6, K + 6) float64
+    gradient : (B, K + 6) float64
+    """
+    batch = len(landmarks)
+    size = fixed_basis_flat.shape[1]
+    projection = rotation[:, :2, :]
+    targets = ((landmarks - translation[:, None]) / scale[:, None, None] * _FLIP_Y
+               - np.matmul(mean_points, np.swapaxes(projection, 1, 2)))
+    pose_jacobian = _pose_jacobian(rotated)
+    if weights is not None:
+        weights = weights[..., None]
+        all_landmarks = np.concatenate([fixed, varying])
+        order = np.argsort(all_landmarks)
+        basis = np.concatenate(
+            [np.broadcast_to(fixed_basis_flat.reshape(len(fixed), 3, size),
+                             (batch, len(fixed), 3, size)),
+             varying_basis if len(varying) else np.zeros((batch, 0, 3, size))], axis=1)
+        return _direct(basis[:, order], projection, pose_jacobian, targets, weights)
+
+    count = len(fixed)
+    fixed_targets = targets[:, fixed]
+    fixed_pose = pose_jacobian[:, fixed]
+    hessian = np.empty((batch, size + POSE_DIM, size + POSE_DIM))
+    view = rotation[:, 2, :]
+    outer = (np.eye(3)[None] - view[:, :, None] * view[:, None, :]).reshape(batch, 9)
+    hessian[:, :size, :size] = (outer @ fixed_gram).reshape(batch, size, size)
+    # Back-project the 2-row quantities through P R: A_i^T v = L_i^T (R^T P^T v).
+    lifted_pose = (projection[:, None, 0, :, None] * fixed_pose[:, :, 0, None, :]
+                   + projection[:, None, 1, :, None] * fixed_pose[:, :, 1, None, :])
+    cross = (np.swapaxes(lifted_pose.reshape(batch, 3 * count, POSE_DIM), 1, 2)
+             .reshape(batch * POSE_DIM, 3 * count) @ fixed_basis_flat)
+    cross = cross.reshape(batch, POSE_DIM, size)
+    hessian[:, size:, :size] = cross
+    hessian[:, :size, size:] = np.swapaxes(cross, 1, 2)
+    pose_rows = fixed_pose.reshape(batch, 2 * count, POSE_DIM)
+    pose_rows_t = np.swapaxes(pose_rows, 1, 2)
+    hessian[:, size:, size:] = np.matmul(pose_rows_t, pose_rows)
+    lifted_targets = np.matmul(fixed_targets, projection)
+    gradient = np.concatenate(
+        [lifted_targets.reshape(batch, -1) @ fixed_basis_flat,
+         np.matmul(pose_rows_t, fixed_targets.reshape(batch, 2 * count, 1))[..., 0]], axis=1)
+    if len(varying):
+        extra_hessian, extra_gradient = _direct(
+            varying_basis, projection, pose_jacobian[:, varying], targets[:, varying], None)
+        hessian += extra_hessian
+        gradient += extra_gradient
+    return hessian, gradient
+
+
+def _pose_jacobian(rotated: np.ndarray) -> np.ndarray:
+    """(B, N, 2, 6) derivative of ``P R X_i`` in mm w.r.t. the pose step ``(w, d_s, d_t)``.
+
+    ``w x p = -[p]x w`` gives rows ``(0, pz, -py)`` and ``(-pz, 0, px)``; the relative scale
+    step gives ``P p``; the translation step ``s d_t`` in pixels gives ``F``.
+    """
+    px, py, pz = rotated[..., 0], rotated[..., 1], rotated[..., 2]
+    zero, one = np.zeros_like(px), np.ones_like(px)
+    row_x = np.stack([zero, pz, -py, px, one, zero], axis=-1)
+    row_y = np.stack([-pz, zero, px, py, zero, -one], axis=-1)
+    return np.stack([row_x, row_y], axis=2)
+
+
+def _direct(basis: np.ndarray, projection: np.ndarray, pose_jacobian: np.ndarray,
+            targets: np.ndarray, weights: np.ndarray | None):
+    """Normal equations summed landmark by landmark (per-face basis rows or weights).
+
+    basis (B, N, 3, K), projection (B, 2, 3), pose_jacobian (B, N, 2, 6), targets (B, N, 2),
+    weights (B, N, 1) or None.
+    """
+    batch, count = targets.shape[:2]
+    rows = np.concatenate([np.einsum("bpc,bnck->bnpk", projection, basis), pose_jacobian],
+                          axis=3).reshape(batch, 2 * count, -1)
+    weighted = rows if weights is None else rows * np.repeat(weights, 2, axis=1)
+    hessian = np.matmul(np.swapaxes(weighted, 1, 2), rows)
+    gradient = np.einsum("bmk,bm->bk", weighted, targets.reshape(batch, 2 * count))
+    return hessian, gradient
