@@ -95,7 +95,7 @@ class DlibLandmarker:
         if not path.is_file():
             raise FileNotFoundError(f"dlib shape predictor not found: {path}")
 
-    def load(self) -> "DlibLandmarker":
+    def load(self) -> DlibLandmarker:
         """Load the detector and predictor (heavy; call once per process)."""
         import dlib
 
@@ -119,14 +119,11 @@ class DlibLandmarker:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} "
                              f"{image.dtype}")
-        if self._detector is None:
+        if self._predictor is None:
             self.load()
         height, width = image.shape[:2]
-        upsample = self.upsample
-        if upsample is None:
-            upsample = upsample_for(width, height, min_face_px=self.min_face_px)
         image = np.ascontiguousarray(image)
-        boxes, scores, _ = self._detector.run(image, upsample, 0.0)
+        boxes, scores = self._run_detector(image)
         faces = []
         for box, score in zip(boxes, scores):
             shape = self._predictor(image, box)
@@ -138,6 +135,65 @@ class DlibLandmarker:
             ))
         return ImageFaces(faces=tuple(faces), image_size=(width, height),
                           failure=None if faces else "no_face")
+
+    def _run_detector(self, image: np.ndarray) -> tuple:
+        """dlib rectangles and scores of the HOG detector on a contiguous RGB image."""
+        if self._detector is None:
+            import dlib
+
+            # The detector alone needs no predictor file (FAN reuses it for its boxes).
+            self._detector = dlib.get_frontal_face_detector()
+        height, width = image.shape[:2]
+        upsample = self.upsample
+        if upsample is None:
+            upsample = upsample_for(width, height, min_face_px=self.min_face_px)
+        boxes, scores, _ = self._detector.run(image, upsample, 0.0)
+        return boxes, scores
+
+    def detect_boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Face boxes only, without landmarks (needs no predictor file).
+
+        Parameters
+        ----------
+        image : (H, W, 3) uint8 RGB
+
+        Returns
+        -------
+        boxes : (F, 4) float64   ``x0, y0, x1, y1`` in source pixels, detector order
+        scores : (F,) float64    HOG detector scores
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} "
+                             f"{image.dtype}")
+        rectangles, scores = self._run_detector(np.ascontiguousarray(image))
+        boxes = np.array([[box.left(), box.top(), box.right(), box.bottom()]
+                          for box in rectangles], dtype=np.float64).reshape(-1, 4)
+        return boxes, np.asarray(scores, dtype=np.float64).reshape(-1)
+
+    def landmarks_for_boxes(self, images: list, boxes: list) -> list:
+        """68 points for given face boxes (as :meth:`FanLandmarker.landmarks_for_boxes`).
+
+        Parameters
+        ----------
+        images : list of (H, W, 3) uint8 RGB
+        boxes : list of (F_i, 4) float   ``x0, y0, x1, y1`` face boxes of each image
+
+        Returns
+        -------
+        list of (landmarks (F_i, 68, 2) float64, None)   dlib has no per-point confidence
+        """
+        import dlib
+
+        if self._predictor is None:
+            self.load()
+        results = []
+        for image, image_boxes in zip(images, boxes, strict=True):
+            image = np.ascontiguousarray(image)
+            points = [[(part.x, part.y) for part in self._predictor(
+                image, dlib.rectangle(*(int(round(value)) for value in box))).parts()]
+                for box in np.reshape(image_boxes, (-1, 4))]
+            results.append((np.array(points, dtype=np.float64).reshape(-1, 68, 2), None))
+        return results
 
     def detect_batch(self, images: list) -> list:
         """:meth:`detect` over a list of images (dlib has no batched HOG)."""
