@@ -641,6 +641,8 @@ def run(argv=None) -> dict:
     if problems:
         raise OptionsError("; ".join(problems))
     options.view_as(SetupOptions).save_main_session = False
+    # The launcher reads and writes the output folder too (plan, stats): same credentials.
+    FileSystems.set_options(options)
     _, metadata = dataset_metadata(options)
     plan = plan_run(options.output.rstrip("/"), model_hash=metadata.model_hash,
                     overwrite=options.overwrite, incremental=options.incremental)

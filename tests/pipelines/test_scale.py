@@ -1,0 +1,97 @@
+"""The same pipeline on several Beam engines and on S3; what --setup_file ships."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.pipelines.conftest import run_generate
+from tests.pipelines.test_reliability import dataset_bytes
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_multiprocess_direct_runner_gives_identical_shards(folder_run, photo_folder, tmp_path):
+    reference, _ = folder_run
+    stats = run_generate([photo_folder], tmp_path, "--label-from-parent",
+                         "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    assert stats["invariant"]["holds"]
+    assert dataset_bytes(tmp_path) == dataset_bytes(reference)
+
+
+def test_dask_runner_on_a_local_cluster_gives_identical_shards(folder_run, photo_folder,
+                                                               tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    reference, _ = folder_run
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        stats = run_generate([photo_folder], tmp_path, "--label-from-parent",
+                             "--runner", "apache_beam.runners.dask.dask_runner.DaskRunner",
+                             "--dask_client_address", cluster.scheduler_address)
+    assert stats["invariant"]["holds"]
+    assert dataset_bytes(tmp_path) == dataset_bytes(reference)
+
+
+@pytest.fixture
+def s3_server():
+    """A real S3-compatible server (moto) on 127.0.0.1, with an empty bucket."""
+    boto3 = pytest.importorskip("boto3", reason="the aws extra is not installed")
+    moto_server = pytest.importorskip("moto.server", reason="moto is not installed")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="test",
+                          aws_secret_access_key="test", region_name="us-east-1")
+    client.create_bucket(Bucket="faces")
+    yield url, client
+    server.stop()
+
+
+def test_s3_input_and_output(folder_run, photo_folder, s3_server):
+    reference, _ = folder_run
+    url, client = s3_server
+    for path in sorted(photo_folder.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), "faces", f"in/{path.relative_to(photo_folder)}")
+    credentials = ["--s3_endpoint_url", url, "--s3_access_key_id", "test",
+                   "--s3_secret_access_key", "test", "--s3_region_name", "us-east-1"]
+    stats = run_generate(["s3://faces/in/"], "s3://faces/out", "--label-from-parent",
+                         *credentials)
+    assert (stats["inputs"], stats["written"], stats["failed"], stats["duplicates"]) == (
+        8, 3, 4, 1)
+    for name, data in dataset_bytes(reference).items():
+        if name.startswith("part-"):
+            # Rows carry their source URI, so compare the row content, not the bytes.
+            remote = client.get_object(Bucket="faces", Key=f"out/{name}")["Body"].read()
+            assert _ids_and_labels(remote) == _ids_and_labels(data)
+    keys = {item["Key"] for item in client.list_objects_v2(Bucket="faces",
+                                                           Prefix="out/")["Contents"]}
+    assert "out/manifest.json" in keys and not any("_temporary" in key for key in keys)
+
+
+def _ids_and_labels(parquet: bytes):
+    import io
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(parquet), columns=["id", "expression", "label"])
+    return table.to_pylist()
+
+
+def test_sdist_for_setup_file_ships_every_package_and_the_model(tmp_path):
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
+                   cwd=REPO, check=True, capture_output=True)
+    [sdist] = tmp_path.glob("expnet_data-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    for package in ("fitting", "fitting/models", "fitting/landmarks", "schemas", "pipelines",
+                    "training"):
+        assert f"{package}/__init__.py" in names, package
+    assert "fitting/models/data/open_model.npz" in names
+    assert "fitting/models/data/PROVENANCE.md" in names
+    assert "setup.py" in names and "pipelines/generate.py" in names
