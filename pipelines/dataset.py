@@ -95,7 +95,7 @@ def _delete_unlisted(output: str, *, keep: list[str], keep_manifest: bool) -> No
                   + _listing(output, f"{writing.FAILURES_DIR}/*.parquet")
                   + _listing(output, writing.MANIFEST_NAME)
                   + _listing(output, writing.STATS_NAME)
-                  + _listing(output, f"{writing.TEMP_DIR}/*"))
+                  + _listing(output, f"{writing.TEMP_DIR}/**"))
     stale = [path for path in candidates if path not in kept]
     if stale:
         FileSystems.delete(stale)

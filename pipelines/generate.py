@@ -52,12 +52,14 @@ class ImageMeta:
 class FaceRecord:
     """One face, cropped, waiting for its fit.
 
-    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float64, ``face_box`` (4,).
+    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float64, ``face_box`` (4,). The
+    crop's JPEG waits in the run's temporary folder (``writing.crop_name``): shuffles carry
+    only these small records, which keeps memory flat in the size of the collection.
     """
 
     id: str
     image: ImageMeta
-    crop_jpeg: bytes
+    crop_bytes: int
     crop_landmarks: np.ndarray
     source_landmarks: np.ndarray
     face_box: np.ndarray
@@ -90,9 +92,12 @@ class SplitFailures(beam.PTransform):
 
 def _read(item, *, max_file_bytes: int):
     for record in read_item(item, max_file_bytes=max_file_bytes):
-        if not _is_failure(record):
+        if _is_failure(record):
+            yield record
+        else:
             beam.metrics.Metrics.counter("expnet", "inputs").inc()
-        yield record
+            # Plain files cross the deduplication shuffle without their bytes.
+            yield record.without_data()
 
 
 class ReadSources(beam.PTransform):
@@ -235,14 +240,22 @@ def _chunks(items: list, size: int):
 
 @beam.typehints.with_output_types(Any)
 class DecodeDoFn(beam.DoFn):
-    """A batch of source records -> one list of ``(ImageMeta, RGB image)``, and failures."""
+    """A batch of source records -> one list of ``(ImageMeta, RGB image)``, and failures.
 
-    def __init__(self, max_pixels: int):
+    Records whose bytes were dropped before the deduplication shuffle are read again here.
+    """
+
+    def __init__(self, max_pixels: int, max_file_bytes: int):
         self.max_pixels = max_pixels
+        self.max_file_bytes = max_file_bytes
 
     def process(self, records):
         decoded = []
         for record in records:
+            record = record.with_data(max_file_bytes=self.max_file_bytes)
+            if _is_failure(record):
+                yield record
+                continue
             meta = ImageMeta(record.content_id, record.uri, record.source, record.label,
                              record.subject)
             try:
@@ -258,7 +271,8 @@ class DecodeDoFn(beam.DoFn):
 class SelectAndCropDoFn(beam.DoFn):
     """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
 
-    def __init__(self, *, policy: str, crop_size: int, jpeg_quality: int):
+    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int):
+        self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
@@ -275,9 +289,10 @@ class SelectAndCropDoFn(beam.DoFn):
         for index, face in enumerate(faces):
             face_id = meta.id if self.policy != "all" else f"{meta.id}-f{index}"
             crop = expnet_crop(image, face.landmarks, crop_size=self.crop_size)
+            jpeg = encode_jpeg(crop.image, quality=self.jpeg_quality)
+            writing.write_crop(self.output, face_id, jpeg)
             yield FaceRecord(
-                id=face_id, image=meta,
-                crop_jpeg=encode_jpeg(crop.image, quality=self.jpeg_quality),
+                id=face_id, image=meta, crop_bytes=len(jpeg),
                 crop_landmarks=crop.landmarks, source_landmarks=face.landmarks,
                 face_box=face.box)
 
@@ -289,10 +304,11 @@ class DetectAndCrop(beam.PTransform):
     runs without its own batching.
     """
 
-    def __init__(self, handler: LandmarkModelHandler, *, policy: str, crop_size: int,
-                 jpeg_quality: int):
+    def __init__(self, handler: LandmarkModelHandler, output: str, *, policy: str,
+                 crop_size: int, jpeg_quality: int):
         super().__init__()
         self.handler = handler
+        self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
@@ -301,7 +317,7 @@ class DetectAndCrop(beam.PTransform):
         return (images
                 | "DetectLandmarks" >> RunInference(self.handler.with_no_batching())
                 | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
-                    policy=self.policy, crop_size=self.crop_size,
+                    self.output, policy=self.policy, crop_size=self.crop_size,
                     jpeg_quality=self.jpeg_quality))
                 | "SplitDetectFailures" >> SplitFailures())
 
@@ -341,8 +357,9 @@ class FitDoFn(beam.DoFn):
                 continue
             beam.metrics.Metrics.counter("expnet", "rows").inc()
             PROGRESS.add("rows")
-            yield face.image.source, to_row(face, fit, index, landmarker=self.landmarker,
-                                            model_id=self.model.model_id)
+            row = to_row(face, fit, index, landmarker=self.landmarker,
+                         model_id=self.model.model_id)
+            yield face.image.source, (row, face.crop_bytes)
 
 
 def _floats(values) -> list:
@@ -350,11 +367,14 @@ def _floats(values) -> list:
 
 
 def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str) -> dict:
-    """The schema row of face ``index`` of a ``FitBatch``: float32 at this boundary."""
+    """The schema row of face ``index`` of a ``FitBatch``: float32 at this boundary.
+
+    The image bytes stay ``None`` until the shard is written (``writing.WriteShardDoFn``).
+    """
     return {
         columns.ID: face.id,
         columns.SOURCE_URI: face.image.uri,
-        columns.IMAGE: {"bytes": face.crop_jpeg, "path": f"{face.id}.jpg"},
+        columns.IMAGE: {"bytes": None, "path": f"{face.id}.jpg"},
         columns.LABEL: face.image.label,
         columns.SUBJECT: face.image.subject,
         columns.EXPRESSION: _floats(fit.expression[index]),
@@ -440,10 +460,10 @@ class LabelFaces(beam.PTransform):
         handler = LandmarkModelHandler(opts.landmarker, landmarker_options(opts))
         images, decode_failures = (
             _detect_batches(survivors, batch_size=handler.batch_size)
-            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels))
+            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes))
             | "SplitDecodeFailures" >> SplitFailures())
         faces, detect_failures = images | "Detect" >> DetectAndCrop(
-            handler, policy=opts.faces, crop_size=opts.crop_size,
+            handler, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
             jpeg_quality=opts.jpeg_quality)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.model, self.model_hash, opts.landmarker,
@@ -573,7 +593,7 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
                 | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
                     output, found, prefix=plan.shard_prefix))))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
-        lambda source, row: (source, row[columns.ID]))
+        lambda source, row_and_size: (source, row_and_size[0][columns.ID]))
     parts = {name: labelled[name]
              for name in ("inputs", "read_failures", "duplicates", "existing", "failures")}
     counts = ({**parts, "written": written}

@@ -50,21 +50,55 @@ class SourceItem:
 
 @dataclasses.dataclass(frozen=True)
 class SourceRecord:
-    """The bytes of one input image and where they came from."""
+    """One input image: its content id, where it came from, and (maybe) its bytes.
+
+    Attributes
+    ----------
+    uri : str          printable URI (provenance; archive members as ``archive!member``)
+    source : str       the input spec it came from
+    data : bytes or None   None once dropped for a shuffle (see :meth:`without_data`)
+    content_id : str   sha256 of the bytes
+    location : str or None   the path to open again for a plain file (None for archive
+                       members, whose bytes are kept: re-reading a tar stream is costly)
+    """
 
     uri: str
     source: str
-    data: bytes
+    data: bytes | None
     label: str | None = None
     subject: str | None = None
+    content_id: str = ""
+    location: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "uri", printable_uri(self.uri))
         object.__setattr__(self, "source", printable_uri(self.source))
+        if not self.content_id:
+            object.__setattr__(self, "content_id", content_id(self.data))
 
-    @property
-    def content_id(self) -> str:
-        return content_id(self.data)
+    def without_data(self) -> SourceRecord:
+        """This record without its bytes when they can be read again from ``location``."""
+        if self.location is None:
+            return self
+        return dataclasses.replace(self, data=None)
+
+    def with_data(self, *, max_file_bytes: int):
+        """This record with its bytes, read again if dropped; or a ``changed`` failure.
+
+        Returns
+        -------
+        SourceRecord or Failure
+        """
+        if self.data is not None:
+            return self
+        item = SourceItem(self.location, self.source, label=self.label, subject=self.subject)
+        [again] = list(read_item(item, max_file_bytes=max_file_bytes))
+        if isinstance(again, Failure):
+            return again
+        if again.content_id != self.content_id:
+            return Failure(self.content_id, self.uri, self.source, "read",
+                           "changed_while_reading", "the file changed during the run")
+        return dataclasses.replace(self, data=again.data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +313,8 @@ def read_item(item: SourceItem, *, max_file_bytes: int):
         yield Failure(uri_id(item.uri), item.uri, item.source, "read", "file_too_large",
                       f"larger than {max_file_bytes} bytes")
         return
-    yield SourceRecord(item.uri, item.source, data, item.label, item.subject)
+    yield SourceRecord(item.uri, item.source, data, item.label, item.subject,
+                       location=item.uri)
 
 
 def _read_archive(item: SourceItem, *, max_file_bytes: int):

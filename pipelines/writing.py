@@ -43,8 +43,28 @@ def shard_count(total_bytes: int, *, target_bytes: int = TARGET_SHARD_BYTES) -> 
     return max(1, math.ceil(total_bytes / target_bytes))
 
 
-def row_bytes(row: dict) -> int:
-    return len(row[columns.IMAGE]["bytes"]) + ROW_OVERHEAD_BYTES
+def row_bytes(row_and_size: tuple) -> int:
+    return row_and_size[1] + ROW_OVERHEAD_BYTES
+
+
+CROPS_DIR = f"{TEMP_DIR}/crops"
+
+
+def crop_name(face_id: str) -> str:
+    """Where a face crop waits, relative to the output folder, until its shard is written."""
+    return f"{CROPS_DIR}/{face_id}.jpg"
+
+
+def write_crop(output_dir: str, face_id: str, jpeg: bytes) -> None:
+    path = f"{output_dir}/{crop_name(face_id)}"
+    ensure_dir(path.rsplit("/", 1)[0])
+    with FileSystems.create(path) as handle:
+        handle.write(jpeg)
+
+
+def read_crop(output_dir: str, face_id: str) -> bytes:
+    with FileSystems.open(f"{output_dir}/{crop_name(face_id)}") as handle:
+        return handle.read()
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -70,7 +90,8 @@ def ensure_dir(path: str) -> None:
 def remove_temporary(output_dir: str) -> None:
     """Delete the temporary folder of a finished run."""
     folder = f"{output_dir}/{TEMP_DIR}"
-    leftovers = [metadata.path for metadata in FileSystems.match([f"{folder}/*"])[0].metadata_list]
+    leftovers = [metadata.path for metadata in FileSystems.match([f"{folder}/**"])[0]
+                 .metadata_list]
     if leftovers:
         FileSystems.delete(leftovers)
     if "://" not in folder and FileSystems.exists(folder):
@@ -105,17 +126,33 @@ class WriteShardDoFn(beam.DoFn):
 
     def process(self, element, count):
         index, rows = element
-        rows = sorted(rows, key=lambda row: row[columns.ID])
-        table = pa.Table.from_pylist(rows, schema=shard_schema(self.metadata))
-        data = parquet_bytes(table)
+        rows = sorted((row for row, _ in rows), key=lambda row: row[columns.ID])
+        data = self.shard_bytes(rows)
         name = shard_name(index, count, self.prefix)
         write_atomically(self.output_dir, name, data)
+        crops = [f"{self.output_dir}/{crop_name(row[columns.ID])}" for row in rows]
+        if crops:
+            FileSystems.delete(crops)
         beam.metrics.Metrics.counter("expnet", "shards_written").inc()
         yield {"name": name, "rows": len(rows), "bytes": len(data)}
 
+    def shard_bytes(self, rows: list) -> bytes:
+        """Parquet bytes of sorted rows, their crops read one row group at a time."""
+        schema = shard_schema(self.metadata)
+        buffer = io.BytesIO()
+        with pq.ParquetWriter(buffer, schema, compression="zstd") as writer:
+            for start in range(0, max(len(rows), 1), ROWS_PER_GROUP):
+                group = [{**row, columns.IMAGE: {
+                    "bytes": read_crop(self.output_dir, row[columns.ID]),
+                    "path": row[columns.IMAGE]["path"]}}
+                    for row in rows[start:start + ROWS_PER_GROUP]]
+                writer.write_table(pa.Table.from_pylist(group, schema=schema),
+                                   row_group_size=ROWS_PER_GROUP)
+        return buffer.getvalue()
+
 
 class WriteShards(beam.PTransform):
-    """Row dicts -> deterministic Parquet shards; returns the shards' manifest entries.
+    """``(row, crop bytes)`` -> deterministic Parquet shards; returns manifest entries.
 
     The shard count comes from the total row size (about 256 MB a shard) unless fixed, and
     every shard of the count is written, empty ones included, so a dataset has no gaps.
@@ -140,7 +177,8 @@ class WriteShards(beam.PTransform):
                      | "ShardCount" >> beam.Map(shard_count))
         count_side = beam.pvalue.AsSingleton(count)
         keyed = rows | "KeyByShard" >> beam.Map(
-            lambda row, n: (shard_of(row[columns.ID], n), row), n=count_side)
+            lambda row_and_size, n: (shard_of(row_and_size[0][columns.ID], n), row_and_size),
+            n=count_side)
         every_shard = count | "EveryShard" >> beam.FlatMap(
             lambda n: [(index, None) for index in range(n)])
         return ((keyed, every_shard)
