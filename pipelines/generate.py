@@ -362,8 +362,9 @@ class FitDoFn(beam.DoFn):
             yield face.image.source, (row, face.crop_bytes)
 
 
-def _floats(values) -> list:
-    return np.asarray(values, dtype=np.float32).ravel().tolist()
+def _floats(values) -> np.ndarray:
+    # Compact float32 arrays while rows wait in shuffles; lists only when the shard is built.
+    return np.asarray(values, dtype=np.float32).ravel()
 
 
 def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str) -> dict:

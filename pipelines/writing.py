@@ -13,6 +13,7 @@ import math
 import uuid
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -142,13 +143,19 @@ class WriteShardDoFn(beam.DoFn):
         buffer = io.BytesIO()
         with pq.ParquetWriter(buffer, schema, compression="zstd") as writer:
             for start in range(0, max(len(rows), 1), ROWS_PER_GROUP):
-                group = [{**row, columns.IMAGE: {
-                    "bytes": read_crop(self.output_dir, row[columns.ID]),
-                    "path": row[columns.IMAGE]["path"]}}
-                    for row in rows[start:start + ROWS_PER_GROUP]]
+                group = [_with_crop(row, read_crop(self.output_dir, row[columns.ID]))
+                         for row in rows[start:start + ROWS_PER_GROUP]]
                 writer.write_table(pa.Table.from_pylist(group, schema=schema),
                                    row_group_size=ROWS_PER_GROUP)
         return buffer.getvalue()
+
+
+def _with_crop(row: dict, jpeg: bytes) -> dict:
+    """A waiting row made writable: its crop's bytes in, float32 arrays as lists."""
+    ready = {name: value.tolist() if isinstance(value, np.ndarray) else value
+             for name, value in row.items()}
+    ready[columns.IMAGE] = {"bytes": jpeg, "path": row[columns.IMAGE]["path"]}
+    return ready
 
 
 class WriteShards(beam.PTransform):
