@@ -52,7 +52,7 @@ class DatasetMetadata:
         return {key.encode(): value.encode() for key, value in entries.items()}
 
     @classmethod
-    def from_arrow(cls, metadata: dict | None) -> "DatasetMetadata":
+    def from_arrow(cls, metadata: dict | None) -> DatasetMetadata:
         """Parse schema metadata written by :meth:`to_arrow`.
 
         Raises

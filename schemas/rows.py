@@ -47,7 +47,9 @@ def _floats(length: int) -> pa.DataType:
 ROW_FIELDS = (
     pa.field(ID, pa.string(), nullable=False),
     pa.field(SOURCE_URI, pa.string(), nullable=False),
-    pa.field(IMAGE, IMAGE_TYPE, nullable=False),
+    # Nullable although always set: Hugging Face `datasets` applies the `huggingface` features
+    # (decoding this column as an Image) only when the field matches its own, nullable one.
+    pa.field(IMAGE, IMAGE_TYPE),
     pa.field(LABEL, pa.string()),
     pa.field(SUBJECT, pa.string()),
     pa.field(EXPRESSION, _floats(EXPRESSION_DIM), nullable=False),
@@ -110,3 +112,18 @@ HUGGINGFACE_FEATURES = {
     LANDMARKER: _value("string"),
     MODEL_ID: _value("string"),
 }
+
+# Column names and value of a prediction row (what `expnet predict` writes).
+SOURCE = "source"
+CHECKPOINT = "checkpoint"
+PREDICTED = "predicted"
+
+# One row per input image: the checkpoint's 29 coefficients in sigma units. ``checkpoint``
+# is the sha256 of the checkpoint file, so a prediction names exactly the weights it came from.
+PREDICTION_SCHEMA = pa.schema([
+    pa.field(ID, pa.string(), nullable=False),
+    pa.field(SOURCE_URI, pa.string(), nullable=False),
+    pa.field(EXPRESSION, _floats(EXPRESSION_DIM), nullable=False),
+    pa.field(SOURCE, pa.string(), nullable=False),
+    pa.field(CHECKPOINT, pa.string(), nullable=False),
+])

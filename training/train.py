@@ -1,0 +1,229 @@
+"""`expnet train`: the reference ExpNet trainer on label shards.
+
+    expnet train --train out/train --val out/val --output runs/expnet --epochs 30 \\
+        --backbone resnet101 --batch-size 64 --lr 0.01 --optimizer sgd --workers 4
+
+An L2 (MSE) loss on the 29 sigma-unit coefficients, as in Chang et al. (FG 2018). After each
+epoch it writes ``OUTPUT/checkpoints/epoch-NNNN.pt`` and ``OUTPUT/last.pt`` (weights,
+optimiser, epoch, step, RNG states, metric history) and rewrites ``OUTPUT/metrics.jsonl``
+(one JSON line per epoch: train and validation RMSE in sigma units). ``--resume`` continues
+from ``OUTPUT/last.pt`` (or a named checkpoint) and, with the same flags, gives the weights
+an uninterrupted run would have: data order depends only on ``--seed`` and the epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from schemas import EXPRESSION_DIM, SchemaError
+from training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
+from training.dataset import ExpressionShards
+from training.decode import ResizeImage
+from training.model import BACKBONES, ExpNet
+
+OPTIMIZERS = ("sgd", "adamw")
+LAST = "last.pt"
+METRICS = "metrics.jsonl"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="expnet train", description=__doc__.split("\n")[0])
+    parser.add_argument("--train", nargs="+", required=True, help="training shards or folders")
+    parser.add_argument("--val", nargs="+", default=None, help="validation shards or folders")
+    parser.add_argument("--output", required=True, help="folder for checkpoints and metrics")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                        help="sgd (momentum 0.9) or adamw")
+    parser.add_argument("--backbone", choices=BACKBONES, default="small",
+                        help="small: built-in residual net; resnet101: needs torchvision")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--image-size", type=int, default=224, help="network input side")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help=f"continue from OUTPUT/{LAST}, or from the checkpoint named")
+    parser.add_argument("--quiet", action="store_true", help="print nothing per epoch")
+    return parser
+
+
+def validate_args(args: argparse.Namespace) -> list[str]:
+    """Every problem with the flags, before anything is read."""
+    problems = []
+    if args.epochs < 1:
+        problems.append(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 1:
+        problems.append(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        problems.append(f"--lr must be a positive number, got {args.lr}")
+    if args.weight_decay < 0:
+        problems.append(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.workers < 0:
+        problems.append(f"--workers must be >= 0, got {args.workers}")
+    if not 16 <= args.image_size <= 1024:
+        problems.append(f"--image-size must be in 16..1024, got {args.image_size}")
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        problems.append(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
+    return problems
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(name: str, parameters, *, lr: float,
+                   weight_decay: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train_epoch(model: nn.Module, loader, optimizer, device) -> dict:
+    """One pass over ``loader``; returns steps, samples and the running RMSE (sigma)."""
+    model.train()
+    squared_error, samples, steps = 0.0, 0, 0
+    for images, expressions in loader:
+        images = images.to(device, non_blocking=True)
+        expressions = expressions.to(device, non_blocking=True)
+        loss = nn.functional.mse_loss(model(images), expressions)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        squared_error += loss.item() * expressions.numel()
+        samples += len(expressions)
+        steps += 1
+    rmse = math.sqrt(squared_error / (samples * EXPRESSION_DIM)) if samples else float("nan")
+    return {"steps": steps, "train_samples": samples, "train_rmse": rmse}
+
+
+@torch.no_grad()
+def evaluate_rmse(model: nn.Module, loader, device) -> tuple[float, int]:
+    """RMSE over all coefficients of all samples (sigma units), and the sample count."""
+    model.eval()
+    squared_error, samples = 0.0, 0
+    for images, expressions in loader:
+        predictions = model(images.to(device))
+        squared_error += float(((predictions.cpu() - expressions) ** 2).sum())
+        samples += len(expressions)
+    return math.sqrt(squared_error / (samples * EXPRESSION_DIM)), samples
+
+
+def label_model(dataset: ExpressionShards) -> dict:
+    metadata = dataset.metadata
+    return {"model_id": metadata.model_id, "model_hash": metadata.model_hash,
+            "expression_std": list(dataset.expression_std)}
+
+
+def check_same_model(expected: dict, found: dict, what: str) -> None:
+    if expected["model_hash"] != found["model_hash"]:
+        raise SchemaError(f"{what} is labelled with model {found['model_id']} "
+                          f"{found['model_hash'][:12]}, training uses {expected['model_id']} "
+                          f"{expected['model_hash'][:12]}")
+
+
+def write_metrics(path: Path, history: list) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(json.dumps(record, sort_keys=True) + "\n"
+                                 for record in history))
+    temporary.replace(path)
+
+
+def train(args: argparse.Namespace) -> list[dict]:
+    """Run the training the flags describe; returns the metric history (one dict an epoch)."""
+    output = Path(args.output)
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    resize = ResizeImage(args.image_size)
+    train_data = ExpressionShards(args.train, shuffle=True, seed=args.seed, transform=resize)
+    labels = label_model(train_data)
+    val_loader = None
+    if args.val:
+        val_data = ExpressionShards(args.val, shuffle=False, transform=resize)
+        check_same_model(labels, label_model(val_data), "--val")
+        val_loader = DataLoader(val_data, batch_size=args.batch_size, num_workers=args.workers)
+    model = ExpNet(backbone=args.backbone).to(device)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), lr=args.lr,
+                               weight_decay=args.weight_decay)
+    config = {"backbone": args.backbone, "image_size": args.image_size,
+              "expression_dim": EXPRESSION_DIM, "optimizer": args.optimizer, "lr": args.lr,
+              "weight_decay": args.weight_decay, "batch_size": args.batch_size,
+              "seed": args.seed}
+    epoch, step, history = 0, 0, []
+    if args.resume:
+        path = output / LAST if args.resume == "auto" else Path(args.resume)
+        state = load_checkpoint(path, map_location=device)
+        check_same_model(labels, state["label_model"], f"checkpoint {path}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, step, history = state["epoch"], state["step"], list(state["history"])
+        restore_rng_states(state["rng"])
+    output.mkdir(parents=True, exist_ok=True)
+    while epoch < args.epochs:
+        started = time.perf_counter()
+        train_data.set_epoch(epoch)
+        loader = DataLoader(train_data, batch_size=args.batch_size, num_workers=args.workers,
+                            pin_memory=device.type == "cuda")
+        record = train_epoch(model, loader, optimizer, device)
+        step += record.pop("steps")
+        epoch += 1
+        record.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"])
+        if val_loader is not None:
+            record["val_rmse"], record["val_samples"] = evaluate_rmse(model, val_loader, device)
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        history.append(record)
+        state = {"epoch": epoch, "step": step, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "config": config,
+                 "label_model": labels, "history": history, "rng": rng_states()}
+        save_checkpoint(output / "checkpoints" / f"epoch-{epoch:04d}.pt", state)
+        save_checkpoint(output / LAST, state)
+        write_metrics(output / METRICS, history)
+        if not args.quiet:
+            print(json.dumps(record, sort_keys=True), flush=True)
+    return history
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    problems = validate_args(args)
+    if problems:
+        for problem in problems:
+            print(f"expnet train: error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        train(args)
+    except (SchemaError, CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"expnet train: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
