@@ -11,6 +11,7 @@ Every input ends as exactly one of: a row in ``part-*.parquet``, a failure row i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -26,7 +27,7 @@ from fitting.crop import encode_jpeg, expnet_crop
 from fitting.image import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES, select_faces
 from pipelines import accounting, writing
-from pipelines.dataset import DatasetStateError, RunPlan, plan_run
+from pipelines.dataset import DatasetStateError, RunPlan, plan_run, read_manifest
 from pipelines.inference import LandmarkModelHandler
 from pipelines.progress import PROGRESS
 from pipelines.sources import Failure, expand_input, read_item
@@ -565,7 +566,7 @@ def dataset_metadata(options: GenerateOptions):
 
 
 def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMetadata,
-          plan: RunPlan):
+          plan: RunPlan, run_info: dict):
     """Add the generate job to ``pipeline``.
 
     Everything ends in one ``Finalize`` step that runs after shards, failures and counts are
@@ -603,31 +604,55 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     return ((shards, failures, counts)
             | "AllOutputs" >> beam.Flatten()
             | "CollectOutputs" >> beam.combiners.ToDict()
-            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan))
+            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan,
+                                     run_info=run_info))
 
 
-COUNTS_NAME = f"{writing.TEMP_DIR}/counts.json"
+def finalize(outputs: dict, *, output: str, metadata: DatasetMetadata, plan: RunPlan,
+             run_info: dict) -> None:
+    """Write ``stats.json``, clear the temporary folder, then write ``manifest.json``.
 
-
-def finalize(outputs: dict, *, output: str, metadata: DatasetMetadata, plan: RunPlan) -> None:
-    """Write the run's counts, then ``manifest.json``: the mark of a complete dataset.
-
-    The manifest lists the shards and failure files of every run, earlier ones included.
+    The manifest is the mark of a complete dataset, so it comes last; it lists the shards and
+    failure files of every run, earlier ones included, and the fingerprint of each run.
     """
-    entries = sorted([*key, number] for key, number in outputs["counts"].items())
-    writing.write_atomically(output, COUNTS_NAME, json.dumps(entries).encode())
+    stats = accounting.summarise(outputs["counts"])
+    elapsed = time.time() - run_info["started"]
+    stats.update({key: value for key, value in run_info.items() if key != "started"})
+    stats["timings"] = {"wall_seconds": round(elapsed, 3),
+                        "inputs_per_second": round(stats["inputs"] / elapsed, 3)}
     previous = plan.previous or {"shards": [], "failures": [], "runs": []}
     new_shards = sorted(outputs["shards"], key=lambda shard: shard["name"])
     shards = previous["shards"] + [{**shard, "run": plan.run_index} for shard in new_shards]
     run = {"run": plan.run_index, "shards": len(new_shards),
-           "rows": sum(shard["rows"] for shard in new_shards)}
-    writing.write_json(output, writing.MANIFEST_NAME, {
+           "rows": sum(shard["rows"] for shard in new_shards),
+           "fingerprint": run_info["fingerprint"]}
+    manifest = {
         "shards": shards,
         "rows": sum(shard["rows"] for shard in shards),
         "failures": previous["failures"] + [{**outputs["failures"], "run": plan.run_index}],
         "runs": previous["runs"] + [run],
         "metadata": json.loads(json.dumps(dataclasses.asdict(metadata))),
-    })
+    }
+    stats["manifest"] = manifest
+    writing.write_json(output, writing.STATS_NAME, stats)
+    writing.remove_temporary(output)
+    writing.write_json(output, writing.MANIFEST_NAME, manifest)
+    # Writing the manifest went through the temporary folder; leave none behind.
+    writing.remove_temporary(output)
+
+
+# Flags that change what a run writes; two runs with equal values write equal datasets.
+FINGERPRINT_FLAGS = ("input", "crop_size", "jpeg_quality", "faces", "label_from_parent",
+                     "num_shards", "subject_chunk_size", "max_pixels", "max_file_bytes",
+                     "incremental")
+
+
+def run_fingerprint(options: GenerateOptions, metadata: DatasetMetadata) -> str:
+    """sha256 of what determines a run's output: its flags, model and landmarker."""
+    described = {flag: getattr(options, flag) for flag in FINGERPRINT_FLAGS}
+    described.update(model=metadata.model_hash, landmarker=metadata.landmarker,
+                     landmarker_version=metadata.landmarker_version)
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
 def known_ids_of(output: str, name: str) -> list[str]:
@@ -651,55 +676,67 @@ def main(argv: list[str] | None = None) -> int:
 def run(argv=None) -> dict:
     """Run ``expnet generate``; returns the ``stats.json`` document.
 
+    Rerunning the command of a complete dataset changes nothing and returns its stats; after
+    an interruption (even ``kill -9``), the same command completes the dataset.
+
     Raises
     ------
     OptionsError        when the flags are invalid (nothing has run)
-    DatasetStateError   when ``--output`` holds a dataset and neither ``--overwrite`` nor
-                        ``--incremental`` says what to do with it
+    DatasetStateError   when ``--output`` holds a dataset made otherwise, and neither
+                        ``--overwrite`` nor ``--incremental`` says what to do with it
     """
+    from pipelines import summary
+
     options = GenerateOptions(argv)
     problems = validate_options(options)
     if problems:
         raise OptionsError("; ".join(problems))
     options.view_as(SetupOptions).save_main_session = False
-    # The launcher reads and writes the output folder too (plan, stats): same credentials.
+    # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
     _, metadata = dataset_metadata(options)
-    plan = plan_run(options.output.rstrip("/"), model_hash=metadata.model_hash,
-                    overwrite=options.overwrite, incremental=options.incremental)
-    started = time.time()
-    if not options.quiet:
-        PROGRESS.start()
-    try:
-        with beam.Pipeline(options=options) as pipeline:
-            build(pipeline, options, metadata, plan)
-    finally:
-        PROGRESS.stop()
-    return finish(options, metadata, time.time() - started)
-
-
-def finish(options: GenerateOptions, metadata: DatasetMetadata, elapsed: float) -> dict:
-    """Write ``stats.json`` from the run's counts; print the summary unless ``--quiet``."""
-    from pipelines import summary, version
-
     output = options.output.rstrip("/")
-    with FileSystems.open(f"{output}/{COUNTS_NAME}") as handle:
-        entries = json.loads(handle.read().decode())
-    counts = {tuple(entry[:3]): entry[3] for entry in entries}
-    stats = accounting.summarise(counts)
-    stats.update({
-        "output": output,
-        "manifest": writing.read_json(f"{output}/{writing.MANIFEST_NAME}"),
+    fingerprint = run_fingerprint(options, metadata)
+    # An incremental run always looks for new content, so it is never a no-op.
+    rerun = not (options.overwrite or options.incremental)
+    if rerun and completed_by(output, fingerprint):
+        stats = writing.read_json(f"{output}/{writing.STATS_NAME}")
+    else:
+        plan = plan_run(output, model_hash=metadata.model_hash, overwrite=options.overwrite,
+                        incremental=options.incremental)
+        run_info = describe_run(options, metadata, fingerprint)
+        if not options.quiet:
+            PROGRESS.start()
+        try:
+            with beam.Pipeline(options=options) as pipeline:
+                build(pipeline, options, metadata, plan, run_info)
+        finally:
+            PROGRESS.stop()
+        stats = writing.read_json(f"{output}/{writing.STATS_NAME}")
+    if not options.quiet:
+        print(summary.format_summary(stats, output))
+    return stats
+
+
+def completed_by(output: str, fingerprint: str) -> bool:
+    """Whether ``output`` is a complete dataset whose last run had this fingerprint."""
+    manifest = read_manifest(output)
+    return (manifest is not None and manifest["runs"][-1].get("fingerprint") == fingerprint
+            and FileSystems.exists(f"{output}/{writing.STATS_NAME}"))
+
+
+def describe_run(options: GenerateOptions, metadata: DatasetMetadata,
+                 fingerprint: str) -> dict:
+    """What ``stats.json`` says about the run besides its counts."""
+    from pipelines import version
+
+    return {
+        "started": time.time(),
+        "fingerprint": fingerprint,
+        "output": options.output.rstrip("/"),
         "options": {key: value for key, value in options.get_all_options().items()
                     if value is not None and not key.startswith("_")},
         "versions": version.versions(),
         "model": {"id": metadata.model_id, "hash": metadata.model_hash},
         "landmarker": {"name": metadata.landmarker, "version": metadata.landmarker_version},
-        "timings": {"wall_seconds": round(elapsed, 3),
-                    "inputs_per_second": round(stats["inputs"] / elapsed, 3) if elapsed else None},
-    })
-    writing.write_json(output, writing.STATS_NAME, stats)
-    writing.remove_temporary(output)
-    if not options.quiet:
-        print(summary.format_summary(stats, output))
-    return stats
+    }

@@ -149,3 +149,12 @@ def test_bad_input_becomes_failure_rows_and_the_run_finishes(tmp_path):
                               "name with spaces.png"])
     # The archive's ../ member was read in memory: nothing was written outside.
     assert not (tmp_path / "escape.jpg").exists() and not (root.parent / "escape.jpg").exists()
+
+
+def test_rerunning_the_command_of_a_complete_dataset_changes_nothing(folder_run, photo_folder):
+    output, stats = folder_run
+    before = dataset_bytes(output)
+    again = run_generate([photo_folder], output, "--label-from-parent")
+    assert again == json.loads((output / "stats.json").read_text())
+    assert again["timings"] == stats["timings"]  # the earlier run's own record, not a new run
+    assert dataset_bytes(output) == before
