@@ -44,6 +44,7 @@ EXTRAS = {
         "scikit-learn>=1.3",
         "moto[server]>=5.0",
         "eos-py>=1.4",
+        "datasets>=2.18",
     ],
 }
 
