@@ -8,8 +8,8 @@ Threads are pinned to 1 before numpy loads. Landmarks come from ``fitting.fitter
 (fixed landmark vertices; identity and expression ~ N(0, 1); yaw +-60, pitch +-15, roll +-10
 degrees; faces about 200 px wide) plus 1 px Gaussian noise, so both fitters get exact
 correspondences and neither fits the contour. eos (``eos-py``) gets the same model: identity
-and expression as sigma-unit PCA models, mean shifted to the landmark centroid (a rigid shift,
-which eos's pose estimate needs; see RESULTS.md) and fitted with
+and expression as sigma-unit PCA models (the open model's origin is at its landmark centroid,
+which eos's pose estimate needs; see RESULTS.md), fitted with
 ``eos.fitting.fit_shape_and_pose`` with 5 iterations and, of lambda in (1, 3, 10, 30), the one
 with the best expression accuracy. It is timed on ``--eos-faces`` faces, one call per face.
 """
@@ -62,7 +62,6 @@ def time_ours(model, landmarks: np.ndarray, batch: int, *, min_seconds: float = 
 def eos_model(model):
     import eos
 
-    centre = model.mean[model.landmark_indices].mean(axis=0)
     triangles = model.triangles.tolist()
 
     def pca(mean, basis):
@@ -72,7 +71,7 @@ def eos_model(model):
                                            (flat / norms).astype(np.float32),
                                            (norms ** 2).astype(np.float32), triangles)
 
-    shape = pca(model.mean - centre, model.identity_basis)
+    shape = pca(model.mean, model.identity_basis)
     expression = pca(np.zeros_like(model.mean), model.expression_basis)
     return eos.morphablemodel.MorphableModel(shape, expression, eos.morphablemodel.PcaModel())
 
