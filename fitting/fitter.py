@@ -16,19 +16,30 @@ see :mod:`fitting.linearize` for the linearisation):
 
 1. initial pose of the mean shape: affine Gold Standard estimate, nearest rotation, two
    Gauss-Newton pose steps (:mod:`fitting.camera`);
-2. repeat: slide the jaw landmarks to the silhouette (:mod:`fitting.contour`, first
-   ``contour_updates`` iterations only); build the normal equations; solve them with the
-   identity pooled per subject (:func:`fitting.solve.solve_pooled`, exact Schur complement);
-   update the coefficients and the pose; a subject stops when no coefficient changes by more
-   than ``tolerance`` sigma and no pose parameter by more than ``tolerance`` (radians, relative
-   scale, mm of translation).
+2. repeat: build the normal equations with the current jaw correspondences; solve them with
+   the identity pooled per subject (:func:`fitting.solve.solve_pooled`, exact Schur
+   complement); update the coefficients and the pose; recompute the jaw correspondences from
+   the new parameters (the continuous silhouette blend of :func:`fitting.contour.contour_weights`);
+   a subject stops when no coefficient changes by more than ``tolerance`` sigma, no pose
+   parameter by more than ``tolerance`` (radians, relative scale, mm of translation) and no
+   jaw blend weight by more than ``tolerance``.
+
+A converged face is a fixed point: the jaw correspondences that the returned parameters give
+(as ``project(..., slide_contour=True)`` computes them) are the ones of the last solve to within
+``tolerance``. The reported residual of every face is computed with the correspondences of
+the returned parameters, so ``project`` reproduces it. An earlier version chose hard
+silhouette vertices for three iterations and then froze them; the last pose steps could then
+turn the head by up to 20 degrees, so the stored pose and its jaw correspondences disagreed
+(jaw landmarks 35-68 px off on half of the demo photos).
 
 An earlier version alternated pose and shape (block coordinate descent); pose and identity are
 so strongly coupled through depth that it needed far more than 30 iterations, where the joint
 step converges in about 5.
 
-Everything is vectorised over the batch; the only Python loops are over iterations and over
-chunks of about ``chunk_size`` faces (whole subjects per chunk), which bound memory.
+Everything is vectorised over the batch; the only Python loops are over iterations, over
+chunks of about ``chunk_size`` faces (whole subjects per chunk), which bound memory, and the
+per-face Cholesky calls of :func:`fitting.solve.solve_spd` (numpy has no batched Cholesky
+solve; one LAPACK call per face is 1.7x faster than its batched LU).
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from fitting.camera import (
     refine_pose,
     rotation_to_euler,
 )
-from fitting.contour import CHIN_LANDMARK, select_contour_vertices
+from fitting.contour import CHIN_LANDMARK, contour_weights
 from fitting.linearize import POSE_DIM, gram_blocks, normal_equations
 from fitting.models import MorphableModel
 from fitting.solve import solve_pooled
@@ -128,8 +139,9 @@ def project(model: MorphableModel, expression: np.ndarray, identity: np.ndarray,
     scale : (B,)                 pixels per mm
     translation : (B, 2)         pixels
     slide_contour : bool
-        Put the jaw landmarks on the silhouette vertices chosen by :mod:`fitting.contour`, the
-        correspondences ``fit_landmarks(..., slide_contour=True)`` assumes.
+        Put the jaw landmarks on the silhouette (the blend of contour candidates of
+        :func:`fitting.contour.contour_weights`), the correspondences
+        ``fit_landmarks(..., slide_contour=True)`` fits and reports its residual with.
 
     Returns
     -------
@@ -154,14 +166,10 @@ def project(model: MorphableModel, expression: np.ndarray, identity: np.ndarray,
     sliding = slide_contour and model.contour_candidates is not None
     design = _design_for(model, sliding)
     coefficients = np.concatenate([identity, expression], axis=1)
-    # Positions of the few vertices involved, relative to the design's centre, for every face.
-    positions = design.mean + (coefficients @ design.basis_flat).reshape(batch, -1, 3)
-    vertex = np.broadcast_to(design.landmarks, (batch, NUM_LANDMARKS)).copy()
-    if sliding:
-        vertex[:, :17] = select_contour_vertices(
-            positions[:, design.candidates.clip(min=0)], design.candidates, rotation,
-            chin_vertex=design.landmarks[CHIN_LANDMARK])
-    points = np.take_along_axis(positions, vertex[..., None], axis=1) + design.centre
+    # The same arithmetic as the fit's, so that the jaw blend agrees with it to the last bit.
+    positions = _positions(design, coefficients)
+    points = _landmark_points(design, positions, _jaw_weights(design, positions, rotation))
+    points = points + design.centre
     return project_points(points, rotation, scale, translation)
 
 
@@ -174,9 +182,9 @@ def fit_landmarks(
     identity_weight: float = 1.0,
     expression_weight: float = 1.0,
     max_iterations: int = 20,
-    tolerance: float = 1e-2,
+    tolerance: float = 5e-2,
     slide_contour: bool = True,
-    contour_updates: int = 3,
+    contour_updates: int = 20,
     min_landmarks: int = 8,
     chunk_size: int = 64,
 ) -> FitBatch:
@@ -201,15 +209,21 @@ def fit_landmarks(
     max_iterations : int
         Most alternations of contour, shape and pose steps.
     tolerance : float
-        Convergence threshold on the largest coefficient change, sigma units.
+        Convergence threshold on the largest step of a coefficient (sigma units), of a pose
+        parameter (radians, relative scale, mm) and of a jaw blend weight. Gauss-Newton
+        converges fast enough that stopping after a step below 5e-2 leaves the coefficients
+        within 0.005 sigma of the fully converged ones (``benchmarks/RESULTS.md``, "Fitter"),
+        far below the 0.6-0.8 sigma error of 1 px landmark noise, and saves one step in five.
     slide_contour : bool
         Slide jaw landmarks 0-7, 9-16 to the silhouette (:mod:`fitting.contour`). Ignored
         when the model has no ``contour_candidates``. Turn off to invert :func:`project`
         exactly.
     contour_updates : int
-        Iterations in which the jaw landmarks are re-assigned to silhouette vertices; the
-        assignment is then frozen so that the fit can converge (two nearly tied candidates can
-        otherwise alternate forever).
+        Iterations in which the jaw correspondences follow the pose and shape (recomputed
+        after every step); after that they are frozen. A face converges only when the
+        correspondences its final parameters give (those of ``project(...,
+        slide_contour=True)``, with which ``residual`` is computed) are those of its last solve
+        to within ``tolerance``; with fewer updates than iterations that may fail.
     min_landmarks : int
         Fewest landmarks with positive weight for a fit (>= 4).
     chunk_size : int
@@ -286,6 +300,7 @@ class _Design:
     basis_flat: np.ndarray      # (K, 3R) for positions of all local vertices at once
     landmarks: np.ndarray       # (68,) local index of each landmark vertex
     candidates: np.ndarray | None  # (17, C) local candidate indices, -1 padded
+    sliding_candidates: np.ndarray  # (J, C) local candidates of the sliding landmarks, 0 padded
     fixed: np.ndarray           # iBUG indices whose vertex never changes
     sliding: np.ndarray         # iBUG indices that slide (empty when not sliding)
     fixed_basis_flat: np.ndarray  # (3F, K) basis of the fixed landmarks
@@ -333,6 +348,8 @@ def _build_design(model: MorphableModel, sliding: bool) -> _Design:
         basis_flat=np.ascontiguousarray(basis.transpose(2, 0, 1).reshape(size, -1)),
         landmarks=landmarks,
         candidates=candidates,
+        sliding_candidates=(candidates[sliding_landmarks].clip(min=0) if sliding
+                            else np.zeros((0, 1), dtype=np.int64)),
         fixed=fixed,
         sliding=sliding_landmarks,
         fixed_basis_flat=np.ascontiguousarray(fixed_basis.reshape(-1, size)),
@@ -346,33 +363,44 @@ def _fit_chunk(design: _Design, landmarks: np.ndarray, weights: np.ndarray,
                groups: np.ndarray, settings: _Settings) -> dict[str, np.ndarray]:
     """Fit one chunk of faces; ``groups`` are dense subject indices within the chunk."""
     batch = len(landmarks)
-    size = design.basis.shape[2]
+    size = design.basis.shape[2] + POSE_DIM
     identity_dim = design.identity_dim
     precision = np.concatenate([np.full(identity_dim, settings.identity_weight),
-                                np.full(size - identity_dim, settings.expression_weight),
+                                np.full(size - POSE_DIM - identity_dim,
+                                        settings.expression_weight),
                                 np.zeros(POSE_DIM)])
     uniform = bool(np.all(weights == 1.0))
-    coefficients = np.zeros((batch, size))
-    vertex = np.broadcast_to(design.landmarks, (batch, NUM_LANDMARKS)).copy()
+    coefficients = np.zeros((batch, size - POSE_DIM))
     points = np.broadcast_to(design.mean[design.landmarks], (batch, NUM_LANDMARKS, 3))
     affine, translation = estimate_affine_camera(landmarks, points, weights)
     rotation, scale = nearest_scaled_rotation(affine)
     rotation, scale, translation = refine_pose(landmarks, points, weights, rotation, scale,
                                                translation, steps=_INITIAL_POSE_STEPS)
+    positions = _positions(design, coefficients)
+    jaw = _jaw_weights(design, positions, rotation)
     converged = np.zeros(batch, dtype=bool)
     for iteration in range(settings.max_iterations):
         # Subjects whose every face has converged are frozen; the rest iterate together.
         active = np.flatnonzero(~converged)
         _, active_groups = np.unique(groups[active], return_inverse=True)
         state = _step(design, landmarks[active], weights[active], active_groups,
-                      precision, coefficients[active], vertex[active], rotation[active],
-                      scale[active], translation[active], uniform, settings.tolerance,
-                      slide=iteration < settings.contour_updates)
-        (coefficients[active], vertex[active], rotation[active], scale[active],
-         translation[active], converged[active]) = state
+                      precision, coefficients[active], positions[active], jaw[active],
+                      rotation[active], scale[active], translation[active], uniform,
+                      follow=iteration < settings.contour_updates)
+        (coefficients[active], positions[active], jaw[active], rotation[active],
+         scale[active], translation[active], change) = state
+        # A subject converges as a whole: its identity is shared.
+        group_change = np.zeros(active_groups.max() + 1)
+        np.maximum.at(group_change, active_groups, change)
+        converged[active] = group_change[active_groups] < settings.tolerance
         if converged.all():
             break
-    positions = design.mean + (coefficients @ design.basis_flat).reshape(batch, -1, 3)
+    # The reported correspondences are the ones the final parameters give, as in
+    # ``project(..., slide_contour=True)``; for a converged face they are the ones it was
+    # fitted with (to within ``tolerance``).
+    final_jaw = _jaw_weights(design, positions, rotation)
+    if len(jaw[0]):
+        converged &= np.abs(final_jaw - jaw).max(axis=(1, 2)) < settings.tolerance
     # x = s F P R (X - centre) + t'  ==  s F P R X + (t' - s F P R centre)
     origin_shift = scale[:, None] * (rotation[:, :2] @ design.centre) * np.array([1.0, -1.0])
     return {
@@ -382,44 +410,80 @@ def _fit_chunk(design: _Design, landmarks: np.ndarray, weights: np.ndarray,
         "scale": scale,
         "translation": translation - origin_shift,
         "converged": converged,
-        "points": np.take_along_axis(positions, vertex[..., None], axis=1) + design.centre,
+        "points": _landmark_points(design, positions, final_jaw) + design.centre,
     }
 
 
-def _step(design: _Design, landmarks, weights, groups, precision, coefficients, vertex,
-          rotation, scale, translation, uniform: bool, tolerance: float, *, slide: bool):
-    """One Gauss-Newton step (contour, joint solve, pose update) for the given faces."""
+def _positions(design: _Design, coefficients: np.ndarray) -> np.ndarray:
+    """(B, R, 3) positions of all the design's vertices (relative to its centre)."""
+    return design.mean + (coefficients @ design.basis_flat).reshape(len(coefficients), -1, 3)
+
+
+def _jaw_weights(design: _Design, positions: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """(B, J, C) blend weights of the sliding landmarks' candidates; (B, 0, 1) if none slide."""
+    if not len(design.sliding):
+        return np.zeros((len(positions), 0, 1))
+    candidate_points = positions[:, design.candidates.clip(min=0)]
+    return contour_weights(candidate_points, design.candidates, rotation)[:, design.sliding]
+
+
+def _blend(jaw: np.ndarray, values: np.ndarray, *, per_face: bool) -> np.ndarray:
+    """Blend candidate values -> (B, J, ...): ``values`` is (B, J, C, ...) when ``per_face``,
+    else (J, C, ...), shared by all faces."""
+    if per_face:
+        return np.einsum("bjc,bjc...->bj...", jaw, values)
+    # One (B, C) x (C, rest) product per landmark: BLAS rather than an einsum loop.
+    flat = values.reshape(values.shape[0], values.shape[1], -1)
+    blended = np.matmul(np.swapaxes(jaw, 0, 1), flat)                  # (J, B, rest)
+    return np.swapaxes(blended, 0, 1).reshape(jaw.shape[:2] + values.shape[2:])
+
+
+def _landmark_points(design: _Design, positions: np.ndarray, jaw: np.ndarray) -> np.ndarray:
+    """(B, 68, 3) landmark positions: fixed vertices, and the blended jaw for sliding ones."""
+    points = positions[:, design.landmarks]
+    if len(design.sliding):
+        points[:, design.sliding] = _blend(jaw, positions[:, design.sliding_candidates],
+                                           per_face=True)
+    return points
+
+
+def _step(design: _Design, landmarks, weights, groups, precision, coefficients, positions, jaw,
+          rotation, scale, translation, uniform: bool, *, follow: bool):
+    """One Gauss-Newton step (joint solve, pose update, new jaw correspondences).
+
+    ``positions`` and ``jaw`` belong to the current parameters; the step returns those of the
+    updated parameters (``jaw`` recomputed when ``follow``) and each face's change: its
+    largest coefficient (sigma) or pose step, or jaw blend weight change.
+    """
     batch = len(landmarks)
-    identity_dim = design.identity_dim
-    positions = design.mean + (coefficients @ design.basis_flat).reshape(batch, -1, 3)
-    previous_vertex = vertex
-    vertex = vertex.copy()
-    if slide and len(design.sliding):
-        candidate_points = positions[:, design.candidates.clip(min=0)]
-        vertex[:, :17] = select_contour_vertices(candidate_points, design.candidates, rotation,
-                                                 chin_vertex=design.landmarks[CHIN_LANDMARK])
-    points = np.take_along_axis(positions, vertex[..., None], axis=1)
+    points = _landmark_points(design, positions, jaw)
     sliding = design.sliding
+    mean_points = design.mean[design.landmarks][None].repeat(batch, axis=0)
+    varying_basis = None
+    if len(sliding):
+        mean_points[:, sliding] = _blend(jaw, design.mean[design.sliding_candidates],
+                                         per_face=False)
+        varying_basis = _blend(jaw, design.basis[design.sliding_candidates], per_face=False)
     hessian, gradient = normal_equations(
         landmarks=landmarks, weights=None if uniform else weights,
-        mean_points=design.mean[vertex], rotated=np.matmul(points, np.swapaxes(rotation, 1, 2)),
+        mean_points=mean_points, rotated=np.matmul(points, np.swapaxes(rotation, 1, 2)),
         rotation=rotation, scale=scale, translation=translation, fixed=design.fixed,
         fixed_basis_flat=design.fixed_basis_flat, fixed_gram=design.fixed_gram,
-        varying=sliding, varying_basis=design.basis[vertex[:, sliding]] if len(sliding) else None)
-    shared, own = solve_pooled(hessian, gradient, groups, num_shared=identity_dim,
+        varying=sliding, varying_basis=varying_basis)
+    shared, own = solve_pooled(hessian, gradient, groups, num_shared=design.identity_dim,
                                precision=precision)
     updated = np.concatenate([shared[groups], own[:, :-POSE_DIM]], axis=1)
     step = _limit_pose_step(own[:, -POSE_DIM:])
     change = np.maximum(np.abs(updated - coefficients).max(axis=1), np.abs(step).max(axis=1))
-    change[np.any(vertex != previous_vertex, axis=1)] = np.inf
-    # A subject converges as a whole: its identity is shared.
-    group_change = np.zeros(groups.max() + 1)
-    np.maximum.at(group_change, groups, change)
-    converged = group_change[groups] < tolerance
     rotation = np.matmul(axis_angle_to_rotation(step[:, :3]), rotation)
     translation = translation + scale[:, None] * step[:, 4:]
     scale = scale * (1.0 + step[:, 3])
-    return updated, vertex, rotation, scale, translation, converged
+    positions = _positions(design, updated)
+    if follow and len(sliding):
+        new_jaw = _jaw_weights(design, positions, rotation)
+        change = np.maximum(change, np.abs(new_jaw - jaw).max(axis=(1, 2)))
+        jaw = new_jaw
+    return updated, positions, jaw, rotation, scale, translation, change
 
 
 def _limit_pose_step(step: np.ndarray) -> np.ndarray:

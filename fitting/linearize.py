@@ -96,10 +96,9 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
     outer = (np.eye(3)[None] - view[:, :, None] * view[:, None, :]).reshape(batch, 9)
     hessian[:, :size, :size] = (outer @ fixed_gram).reshape(batch, size, size)
     # Back-project the 2-row quantities through P R: A_i^T v = L_i^T (R^T P^T v).
-    lifted_pose = (projection[:, None, 0, :, None] * fixed_pose[:, :, 0, None, :]
-                   + projection[:, None, 1, :, None] * fixed_pose[:, :, 1, None, :])
-    cross = (np.swapaxes(lifted_pose.reshape(batch, 3 * count, POSE_DIM), 1, 2)
-             .reshape(batch * POSE_DIM, 3 * count) @ fixed_basis_flat)
+    lifted_pose = np.matmul(np.swapaxes(fixed_pose, 2, 3), projection[:, None])  # (B, F, 6, 3)
+    cross = (np.swapaxes(lifted_pose, 1, 2).reshape(batch * POSE_DIM, 3 * count)
+             @ fixed_basis_flat)
     cross = cross.reshape(batch, POSE_DIM, size)
     hessian[:, size:, :size] = cross
     hessian[:, :size, size:] = np.swapaxes(cross, 1, 2)
@@ -139,7 +138,7 @@ def _direct(basis: np.ndarray, projection: np.ndarray, pose_jacobian: np.ndarray
     weights (B, N, 1) or None.
     """
     batch, count = targets.shape[:2]
-    rows = np.concatenate([np.einsum("bpc,bnck->bnpk", projection, basis), pose_jacobian],
+    rows = np.concatenate([np.matmul(projection[:, None], basis), pose_jacobian],
                           axis=3).reshape(batch, 2 * count, -1)
     weighted = rows if weights is None else rows * np.repeat(weights, 2, axis=1)
     hessian = np.matmul(np.swapaxes(weighted, 1, 2), rows)

@@ -22,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import writing
 from schemas import EXPRESSION_DIM, FAILURE_SCHEMA, DatasetMetadata, SchemaError, schema_problems
 from schemas import rows as columns
-from schemas.validate import FLOAT_COLUMNS
+from schemas.validate import FLOAT_COLUMNS, value_problems
 
 # Every column but the image, the identity and the subject: what the statistics and checks need.
 SCAN_COLUMNS = tuple(dict.fromkeys((
@@ -161,19 +161,6 @@ def _base_name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _value_problems(batch: pa.RecordBatch) -> list[str]:
-    """Reasons the float columns of ``batch`` are invalid: non-finite values."""
-    problems = []
-    for name in FLOAT_COLUMNS:
-        column = batch.column(name)
-        if pa.types.is_fixed_size_list(column.type):
-            column = pc.list_flatten(column)
-        values = column.to_numpy(zero_copy_only=False)
-        if values.size and not np.all(np.isfinite(values)):
-            problems.append(f"column {name!r} has non-finite values")
-    return problems
-
-
 def _metadata_problems(name: str, metadata: DatasetMetadata,
                        reference: tuple[str, DatasetMetadata] | None) -> list[str]:
     problems = []
@@ -220,7 +207,7 @@ def _scan_shard(path: str, collector: _Collector, *, batch_rows: int):
             metadata = DatasetMetadata.from_arrow(shard.schema_arrow.metadata)
             rows = 0
             for batch in shard.iter_batches(batch_size=batch_rows, columns=list(SCAN_COLUMNS)):
-                problems.extend(f"{name}: {problem}" for problem in _value_problems(batch))
+                problems.extend(f"{name}: {problem}" for problem in value_problems(batch))
                 problems.extend(_column_problems(name, batch, metadata))
                 collector.add(batch)
                 rows += batch.num_rows

@@ -50,18 +50,25 @@ def schema_problems(schema: pa.Schema) -> list[str]:
     return problems
 
 
-def table_problems(table: pa.Table) -> list[str]:
-    """Reasons a label table is invalid: its schema, non-finite values, duplicate ids."""
-    problems = schema_problems(table.schema)
-    if problems:
-        return problems
+def value_problems(data: pa.Table | pa.RecordBatch) -> list[str]:
+    """Reasons the float columns of a table or record batch are invalid: non-finite values."""
+    problems = []
     for name in FLOAT_COLUMNS:
-        column = table.column(name)
+        column = data.column(name)
         if pa.types.is_fixed_size_list(column.type):
             column = pc.list_flatten(column)
         values = column.to_numpy(zero_copy_only=False)
         if values.size and not np.all(np.isfinite(values)):
             problems.append(f"column {name!r} has non-finite values")
+    return problems
+
+
+def table_problems(table: pa.Table) -> list[str]:
+    """Reasons a label table is invalid: its schema, non-finite values, duplicate ids."""
+    problems = schema_problems(table.schema)
+    if problems:
+        return problems
+    problems.extend(value_problems(table))
     ids = table.column(ID)
     if pc.count_distinct(ids).as_py() != len(ids):
         problems.append("duplicate ids")

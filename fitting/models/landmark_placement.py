@@ -176,13 +176,14 @@ def symmetric_landmark_vertices(points: np.ndarray, vertices: np.ndarray, mirror
 
 def contour_candidates(vertices: np.ndarray, landmark_indices: np.ndarray, *,
                        band: float = 4.0, yaw_step: float = 3.0,
-                       max_yaw: float = 60.0) -> np.ndarray:
+                       max_yaw: float = 60.0, max_depth: float = 20.0) -> np.ndarray:
     """Jaw-line contour candidates, ``(17, C)`` int64 padded with ``-1``.
 
     Row ``j`` lists the vertices that are on the silhouette at jaw landmark ``j``'s height as
     the head turns: for turns ``a = yaw_step, 2 yaw_step, ..., max_yaw`` about the vertical
     axis, the vertex within ``band`` of the landmark's height, on its side of the face, that
-    is outermost in the image after the turn. The row starts with the landmark's own vertex,
+    is outermost in the image after the turn, among the vertices at most ``max_depth`` behind
+    the landmark. The row starts with the landmark's own vertex,
     then the silhouette vertices as that side turns *towards* the camera (the outline moves
     outwards, towards the back of the head), then as it turns *away* (the outline moves onto
     the cheek, towards the front of the face); each vertex appears once. A fitter that picks
@@ -195,6 +196,12 @@ def contour_candidates(vertices: np.ndarray, landmark_indices: np.ndarray, *,
     landmark_indices : (68,)     the landmark vertices
     band : float                 half-height of the horizontal slice around the landmark, mm
     yaw_step, max_yaw : float    the turns visited, degrees
+    max_depth : float            how far behind the landmark (mm of z) a candidate may lie.
+                                 Without it the slices of the lower jaw landmarks (4-7, 9-12)
+                                 reach the neck and the jaw angle 30-86 mm behind, which are
+                                 outermost even in a frontal view, so the fit matched the jaw
+                                 line seen in a photo to the neck and pitched the head by
+                                 15-20 degrees to make those deep points fit.
 
     Returns
     -------
@@ -209,7 +216,8 @@ def contour_candidates(vertices: np.ndarray, landmark_indices: np.ndarray, *,
             side = np.sign(vertices[start, 0])
             same_side = side * vertices[:, 0] > 0
             slice_ = np.flatnonzero(same_side
-                                    & (np.abs(vertices[:, 1] - vertices[start, 1]) <= band))
+                                    & (np.abs(vertices[:, 1] - vertices[start, 1]) <= band)
+                                    & (vertices[:, 2] >= vertices[start, 2] - max_depth))
             # yaw_rotation(-side * a) brings this side towards the camera, +side * a away.
             for direction in (-1.0, 1.0):
                 for yaw in yaws:

@@ -118,7 +118,9 @@ def test_contour_candidates_follow_the_silhouette_of_a_sphere():
         angle = -80.0 if jaw < 8 else 80.0
         landmarks[jaw] = np.flatnonzero(on_equator & np.isclose(longitude, angle))[0]
     landmarks[8] = np.flatnonzero(on_equator & np.isclose(longitude, 0.0))[0]
-    table = contour_candidates(vertices, landmarks, band=0.5, yaw_step=3.0, max_yaw=60.0)
+    # No depth limit here: on a sphere the silhouette moves 44 mm behind the landmarks.
+    table = contour_candidates(vertices, landmarks, band=0.5, yaw_step=3.0, max_yaw=60.0,
+                               max_depth=np.inf)
     assert table.shape[0] == 17
     np.testing.assert_array_equal(table[:, 0], landmarks[:17])
     assert np.all(table[8, 1:] == -1)
@@ -133,3 +135,22 @@ def test_contour_candidates_follow_the_silhouette_of_a_sphere():
             expected = side * 90.0 - turn
             # The candidates are 3 degrees of turn apart on a 1-degree grid.
             assert abs(longitude[chosen] - expected) <= 3.0, (jaw, turn)
+
+
+def test_contour_candidates_stay_within_the_depth_limit():
+    vertices, longitude = sphere()
+    landmarks = np.zeros(68, dtype=np.int64)
+    on_equator = np.abs(vertices[:, 1]) < 1e-9
+    for jaw in range(17):
+        angle = -80.0 if jaw < 8 else 80.0
+        landmarks[jaw] = np.flatnonzero(on_equator & np.isclose(longitude, angle))[0]
+    limited = contour_candidates(vertices, landmarks, band=0.5, max_depth=20.0)
+    unlimited = contour_candidates(vertices, landmarks, band=0.5, max_depth=np.inf)
+    for jaw in (0, 16):
+        row = limited[jaw][limited[jaw] >= 0]
+        depth = vertices[landmarks[jaw], 2] - vertices[row, 2]
+        assert depth.max() <= 20.0
+        # The limit cuts off the silhouettes of the strongest turns towards the camera, which
+        # the unlimited table reaches (44 mm behind at a 45-degree turn).
+        full = unlimited[jaw][unlimited[jaw] >= 0]
+        assert (vertices[landmarks[jaw], 2] - vertices[full, 2]).max() > 40.0

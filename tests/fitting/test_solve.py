@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fitting.solve import normal_equations, solve_pooled, solve_regularized
+from fitting.solve import normal_equations, solve_pooled, solve_regularized, solve_spd
 
 
 def test_solve_regularized_matches_the_augmented_least_squares_problem():
@@ -84,3 +84,19 @@ def test_solve_pooled_with_one_face_per_group_is_the_plain_solve():
                                precision=np.full(6, 1.5))
     plain = solve_regularized(designs, observations, np.ones(6), 1.5)
     np.testing.assert_allclose(np.concatenate([shared, own], axis=1), plain, atol=1e-12)
+
+
+def test_solve_spd_matches_lu_and_falls_back_on_indefinite_systems():
+    rng = np.random.default_rng(5)
+    design = rng.normal(size=(4, 30, 6))
+    matrices = np.matmul(np.swapaxes(design, 1, 2), design) + np.eye(6)
+    right_hand_sides = rng.normal(size=(4, 6, 2))
+    # Cholesky and LU solve the same well-conditioned systems: equal to rounding.
+    np.testing.assert_allclose(solve_spd(matrices, right_hand_sides),
+                               np.linalg.solve(matrices, right_hand_sides), atol=1e-12)
+    matrices[2] = np.diag([1.0, -2.0, 3.0, 1.0, 1.0, 1.0])  # symmetric, not positive definite
+    solution = solve_spd(matrices, right_hand_sides[:, :, 0])
+    np.testing.assert_allclose(solution[2], right_hand_sides[2, :, 0] / np.diag(matrices[2]),
+                               atol=1e-12)  # the LU fallback solves it exactly
+    with pytest.raises(ValueError, match=r"\(B, K, K\)"):
+        solve_spd(np.zeros((2, 3, 4)), np.zeros((2, 3)))
