@@ -221,10 +221,10 @@ def results_json(data: EmotionData, results: list[EmotionResult]) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="expnet evaluate",
-                                     description="evaluate expression labels")
-    tasks = parser.add_subparsers(dest="task", required=True)
-    emotions = tasks.add_parser("emotions", help="subject-independent emotion recognition")
+    emotions = argparse.ArgumentParser(
+        prog="expnet evaluate emotions",
+        description="subject-independent emotion recognition from expression labels, against "
+                    "a landmark-only baseline")
     emotions.add_argument("shards", nargs="+", help="label shards or folders of shards")
     emotions.add_argument("--folds", type=int, default=10)
     emotions.add_argument("--neighbors", type=int, default=5, help="k of the k-NN classifier")
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     emotions.add_argument("--allow-mixed-models", action="store_true")
     emotions.add_argument("--seed", type=int, default=0)
     emotions.add_argument("--json", default=None, help="also write the results here")
-    return parser
+    return emotions
 
 
 def run_emotions(args: argparse.Namespace) -> int:

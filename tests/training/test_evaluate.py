@@ -73,7 +73,7 @@ def emotion_shards(tmp_path_factory):
 
 def run_json(tmp_path, *argv) -> dict:
     output = tmp_path / "results.json"
-    assert evaluate.main(["emotions", *map(str, argv), "--json", str(output)]) == 0
+    assert evaluate.main([*map(str, argv), "--json", str(output)]) == 0
     results = json.loads(output.read_text())
     return {(entry["features"], entry["classifier"]): entry for entry in results["results"]}
 
@@ -150,5 +150,5 @@ def test_degenerate_landmarks_are_refused_with_the_face_named():
 
 
 def test_bad_flags_fail_with_status_2(emotion_shards):
-    assert evaluate.main(["emotions", str(emotion_shards), "--folds", "1"]) == 2
-    assert evaluate.main(["emotions", str(emotion_shards), "--subject-pattern", "("]) == 2
+    assert evaluate.main([str(emotion_shards), "--folds", "1"]) == 2
+    assert evaluate.main([str(emotion_shards), "--subject-pattern", "("]) == 2
