@@ -14,6 +14,7 @@ torch.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 USAGE = """usage: expnet COMMAND [ARGS]
@@ -45,6 +46,22 @@ EVALUATIONS = {
 }
 
 
+# Warnings Beam prints on every run that say nothing about the user's data.
+_BEAM_NOISE = ("apitools not found", "Resource module is not available")
+
+
+class _DropBeamNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_BEAM_NOISE)
+
+
+def _quiet_beam_noise() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropBeamNoise())
+
+
 def _module_main(module_name: str, argv: list[str]) -> int:
     try:
         module = importlib.import_module(module_name)
@@ -58,6 +75,7 @@ def _module_main(module_name: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_beam_noise()
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
