@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import uuid
 
 import apache_beam as beam
@@ -56,16 +57,43 @@ def crop_name(face_id: str) -> str:
     return f"{CROPS_DIR}/{face_id}.jpg"
 
 
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
 def write_crop(output_dir: str, face_id: str, jpeg: bytes) -> None:
+    """Park a face crop until its shard is written (plain file I/O on local disks)."""
     path = f"{output_dir}/{crop_name(face_id)}"
-    ensure_dir(path.rsplit("/", 1)[0])
+    if _is_local(path):
+        # Beam's FileSystems costs about 0.4 ms a call here, as much as the crop itself.
+        try:
+            with open(path, "wb") as handle:
+                handle.write(jpeg)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(jpeg)
+        return
     with FileSystems.create(path) as handle:
         handle.write(jpeg)
 
 
 def read_crop(output_dir: str, face_id: str) -> bytes:
-    with FileSystems.open(f"{output_dir}/{crop_name(face_id)}") as handle:
+    path = f"{output_dir}/{crop_name(face_id)}"
+    if _is_local(path):
+        with open(path, "rb") as handle:
+            return handle.read()
+    with FileSystems.open(path) as handle:
         return handle.read()
+
+
+def delete_crops(output_dir: str, face_ids: list) -> None:
+    paths = [f"{output_dir}/{crop_name(face_id)}" for face_id in face_ids]
+    if paths and _is_local(output_dir):
+        for path in paths:
+            os.remove(path)
+    elif paths:
+        FileSystems.delete(paths)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -131,9 +159,7 @@ class WriteShardDoFn(beam.DoFn):
         data = self.shard_bytes(rows)
         name = shard_name(index, count, self.prefix)
         write_atomically(self.output_dir, name, data)
-        crops = [f"{self.output_dir}/{crop_name(row[columns.ID])}" for row in rows]
-        if crops:
-            FileSystems.delete(crops)
+        delete_crops(self.output_dir, [row[columns.ID] for row in rows])
         beam.metrics.Metrics.counter("expnet", "shards_written").inc()
         yield {"name": name, "rows": len(rows), "bytes": len(data)}
 
