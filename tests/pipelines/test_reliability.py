@@ -158,3 +158,31 @@ def test_rerunning_the_command_of_a_complete_dataset_changes_nothing(folder_run,
     assert again == json.loads((output / "stats.json").read_text())
     assert again["timings"] == stats["timings"]  # the earlier run's own record, not a new run
     assert dataset_bytes(output) == before
+
+
+def test_manifest_with_missing_duplicate_and_malformed_rows(tmp_path):
+    shutil.copy(EXAMPLES / FACE_PHOTOS[0], tmp_path / "face.png")
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text("\n".join([
+        json.dumps({"path": "face.png", "label": "joy", "subject": "s1"}),
+        json.dumps({"path": "face.png", "label": "joy", "subject": "s1"}),  # duplicate row
+        json.dumps({"path": "missing.png"}),                                # missing file
+        json.dumps({"label": "no path"}),                                   # malformed
+        "{broken json",                                                     # malformed
+    ]) + "\n")
+    stats = run_generate([manifest], tmp_path / "out")
+    assert (stats["inputs"], stats["written"], stats["duplicates"], stats["failed"]) == (
+        5, 1, 1, 3)
+    assert stats["failures_by_reason"] == {"read/manifest_row_invalid": 2,
+                                           "read/unreadable": 1}
+    assert stats["invariant"]["holds"]
+
+
+def test_truncated_model_file_is_refused_before_anything_runs(tmp_path):
+    from fitting.models import OPEN_MODEL_PATH, ModelFileError
+
+    truncated = tmp_path / "model.npz"
+    truncated.write_bytes(OPEN_MODEL_PATH.read_bytes()[:5000])
+    with pytest.raises(ModelFileError, match="not a readable model"):
+        run_generate([EXAMPLES], tmp_path / "out", "--model", str(truncated))
+    assert not (tmp_path / "out").exists()
