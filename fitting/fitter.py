@@ -200,7 +200,10 @@ def fit_landmarks(
         without ids every face has its own identity.
     landmark_weights : (B, 68) float, optional
         Non-negative confidence of each landmark (default all 1). A weight of 0 ignores the
-        landmark, which may then be NaN.
+        landmark, which may then be NaN. With the priors in mm^2, weight ``w`` treats the
+        landmark's noise variance as ``prior / w``: ``fitting.noise.landmark_weights`` gives
+        ``1 / variance`` of a landmarker's measured profile, the MAP weights with unit priors
+        (what ``expnet generate`` uses).
     identity_weight : float
         Prior weight of the identity coefficients, > 0, in mm^2 (the landmark noise variance
         on the model scale it balances). Default from ``benchmarks/fit_regularisation.py``.

@@ -53,7 +53,7 @@ class ImageMeta:
 class FaceRecord:
     """One face, cropped, waiting for its fit.
 
-    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float64, ``face_box`` (4,). The
+    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float32, ``face_box`` (4,). The
     crop's JPEG waits in the run's temporary folder (``writing.crop_name``): shuffles carry
     only these small records, which keeps memory flat in the size of the collection.
     """
@@ -294,7 +294,9 @@ class SelectAndCropDoFn(beam.DoFn):
             writing.write_crop(self.output, face_id, jpeg)
             yield FaceRecord(
                 id=face_id, image=meta, crop_bytes=len(jpeg),
-                crop_landmarks=crop.landmarks, source_landmarks=face.landmarks,
+                # float32, as stored: the fit sees exactly the landmarks a reader gets.
+                crop_landmarks=crop.landmarks.astype(np.float32),
+                source_landmarks=face.landmarks.astype(np.float32),
                 face_box=face.box)
 
 
@@ -346,11 +348,16 @@ class FitDoFn(beam.DoFn):
 
     def process(self, element):
         from fitting.fitter import fit_landmarks
+        from fitting.noise import NOISE_PROFILES, landmark_weights
 
         pooled, faces = element
-        landmarks = np.stack([face.crop_landmarks for face in faces])
+        landmarks = np.stack([face.crop_landmarks for face in faces]).astype(np.float64)
         subject_ids = [face.image.subject for face in faces] if pooled else None
-        fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids)
+        # Each point weighted by the inverse of the landmarker's measured noise variance, with
+        # the fitter's unit priors: the MAP fit (fitting/noise.py).
+        weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
+        fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
+                            landmark_weights=weights)
         for index, face in enumerate(faces):
             if fit.failure[index] is not None:
                 yield Failure(face.id, face.image.uri, face.image.source, "fit",
@@ -648,10 +655,14 @@ FINGERPRINT_FLAGS = ("input", "crop_size", "jpeg_quality", "faces", "label_from_
 
 
 def run_fingerprint(options: GenerateOptions, metadata: DatasetMetadata) -> str:
-    """sha256 of what determines a run's output: its flags, model and landmarker."""
+    """sha256 of what determines a run's output: flags, model, landmarker, code version.
+
+    A release that changes labels for the same input must bump ``pipelines.version``.
+    """
     described = {flag: getattr(options, flag) for flag in FINGERPRINT_FLAGS}
     described.update(model=metadata.model_hash, landmarker=metadata.landmarker,
-                     landmarker_version=metadata.landmarker_version)
+                     landmarker_version=metadata.landmarker_version,
+                     pipeline_version=metadata.pipeline_version)
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
