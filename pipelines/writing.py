@@ -128,10 +128,15 @@ def remove_temporary(output_dir: str) -> None:
 
 
 def write_atomically(output_dir: str, name: str, data: bytes) -> None:
-    """Write ``data`` to ``output_dir/name`` via a temporary file and a rename.
+    """Write ``data`` to ``output_dir/name`` via a temporary file and a rename."""
+    stream_atomically(output_dir, name, lambda handle: handle.write(data))
+
+
+def stream_atomically(output_dir: str, name: str, write) -> None:
+    """Call ``write(handle)`` on a temporary file, then rename it to ``output_dir/name``.
 
     Temporary files live in ``output_dir/_temporary`` until complete, so a reader never sees
-    a partial file under its final name.
+    a partial file under its final name, and a large file never has to be held in memory.
     """
     temporary = f"{output_dir}/{TEMP_DIR}/{name.replace('/', '_')}.{uuid.uuid4().hex}"
     ensure_dir(f"{output_dir}/{TEMP_DIR}")
@@ -139,10 +144,34 @@ def write_atomically(output_dir: str, name: str, data: bytes) -> None:
     if "/" in name:
         ensure_dir(final.rsplit("/", 1)[0])
     with FileSystems.create(temporary) as handle:
-        handle.write(data)
+        write(handle)
     if FileSystems.exists(final):
         FileSystems.delete([final])
     FileSystems.rename([temporary], [final])
+
+
+class _CountingWriter:
+    """A write-only file object that counts the bytes passed to ``handle``."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.written = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        self.handle.write(data)
+        self.written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.written
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        # The handle belongs to stream_atomically, which closes it after the rename setup.
+        self.closed = True
 
 
 class WriteShardDoFn(beam.DoFn):
@@ -156,24 +185,27 @@ class WriteShardDoFn(beam.DoFn):
     def process(self, element, count):
         index, rows = element
         rows = sorted((row for row, _ in rows), key=lambda row: row[columns.ID])
-        data = self.shard_bytes(rows)
         name = shard_name(index, count, self.prefix)
-        write_atomically(self.output_dir, name, data)
+        sizes = []
+        stream_atomically(self.output_dir, name,
+                          lambda handle: sizes.append(self.write_shard(rows, handle)))
         delete_crops(self.output_dir, [row[columns.ID] for row in rows])
         beam.metrics.Metrics.counter("expnet", "shards_written").inc()
-        yield {"name": name, "rows": len(rows), "bytes": len(data)}
+        yield {"name": name, "rows": len(rows), "bytes": sizes[0]}
 
-    def shard_bytes(self, rows: list) -> bytes:
-        """Parquet bytes of sorted rows, their crops read one row group at a time."""
+    def write_shard(self, rows: list, handle) -> int:
+        """Stream sorted rows as Parquet into ``handle``, reading crops one row group at a
+        time, so memory holds one row group of images, not the shard; returns bytes written.
+        """
         schema = shard_schema(self.metadata)
-        buffer = io.BytesIO()
-        with pq.ParquetWriter(buffer, schema, compression="zstd") as writer:
+        counting = _CountingWriter(handle)
+        with pq.ParquetWriter(counting, schema, compression="zstd") as writer:
             for start in range(0, max(len(rows), 1), ROWS_PER_GROUP):
                 group = [_with_crop(row, read_crop(self.output_dir, row[columns.ID]))
                          for row in rows[start:start + ROWS_PER_GROUP]]
                 writer.write_table(pa.Table.from_pylist(group, schema=schema),
                                    row_group_size=ROWS_PER_GROUP)
-        return buffer.getvalue()
+        return counting.written
 
 
 def _with_crop(row: dict, jpeg: bytes) -> dict:
