@@ -367,7 +367,7 @@ class FitDoFn(beam.DoFn):
             PROGRESS.add("rows")
             row = to_row(face, fit, index, landmarker=self.landmarker,
                          model_id=self.model.model_id)
-            yield face.image.source, (row, face.crop_bytes)
+            yield face.image.source, writing.pending_row(row, face.crop_bytes)
 
 
 def _floats(values) -> np.ndarray:
@@ -602,7 +602,7 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
                 | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
                     output, found, prefix=plan.shard_prefix))))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
-        lambda source, row_and_size: (source, row_and_size[0][columns.ID]))
+        lambda source, pending: (source, pending.id))
     parts = {name: labelled[name]
              for name in ("inputs", "read_failures", "duplicates", "existing", "failures")}
     counts = ({**parts, "written": written}

@@ -11,7 +11,9 @@ import io
 import json
 import math
 import os
+import pickle
 import uuid
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -45,8 +47,25 @@ def shard_count(total_bytes: int, *, target_bytes: int = TARGET_SHARD_BYTES) -> 
     return max(1, math.ceil(total_bytes / target_bytes))
 
 
-def row_bytes(row_and_size: tuple) -> int:
-    return row_and_size[1] + ROW_OVERHEAD_BYTES
+class PendingRow(NamedTuple):
+    """A fitted row waiting for its shard: its id, its crop's size and the row, serialised.
+
+    One bytes object per row keeps the shuffles before the shard writer lean (a row dict of
+    numpy arrays costs several times its data in Python objects). The blob is made and read
+    by this pipeline only, never by users' data.
+    """
+
+    id: str
+    crop_bytes: int
+    blob: bytes
+
+
+def pending_row(row: dict, crop_bytes: int) -> PendingRow:
+    return PendingRow(row[columns.ID], crop_bytes, pickle.dumps(row, protocol=5))
+
+
+def row_bytes(pending: PendingRow) -> int:
+    return pending.crop_bytes + ROW_OVERHEAD_BYTES
 
 
 CROPS_DIR = f"{TEMP_DIR}/crops"
@@ -184,12 +203,12 @@ class WriteShardDoFn(beam.DoFn):
 
     def process(self, element, count):
         index, rows = element
-        rows = sorted((row for row, _ in rows), key=lambda row: row[columns.ID])
+        rows = sorted(rows, key=lambda pending: pending.id)
         name = shard_name(index, count, self.prefix)
         sizes = []
         stream_atomically(self.output_dir, name,
                           lambda handle: sizes.append(self.write_shard(rows, handle)))
-        delete_crops(self.output_dir, [row[columns.ID] for row in rows])
+        delete_crops(self.output_dir, [pending.id for pending in rows])
         beam.metrics.Metrics.counter("expnet", "shards_written").inc()
         yield {"name": name, "rows": len(rows), "bytes": sizes[0]}
 
@@ -201,8 +220,9 @@ class WriteShardDoFn(beam.DoFn):
         counting = _CountingWriter(handle)
         with pq.ParquetWriter(counting, schema, compression="zstd") as writer:
             for start in range(0, max(len(rows), 1), ROWS_PER_GROUP):
-                group = [_with_crop(row, read_crop(self.output_dir, row[columns.ID]))
-                         for row in rows[start:start + ROWS_PER_GROUP]]
+                group = [_with_crop(pickle.loads(pending.blob),
+                                    read_crop(self.output_dir, pending.id))
+                         for pending in rows[start:start + ROWS_PER_GROUP]]
                 writer.write_table(pa.Table.from_pylist(group, schema=schema),
                                    row_group_size=ROWS_PER_GROUP)
         return counting.written
@@ -217,7 +237,7 @@ def _with_crop(row: dict, jpeg: bytes) -> dict:
 
 
 class WriteShards(beam.PTransform):
-    """``(row, crop bytes)`` -> deterministic Parquet shards; returns manifest entries.
+    """``PendingRow``s -> deterministic Parquet shards; returns manifest entries.
 
     The shard count comes from the total row size (about 256 MB a shard) unless fixed, and
     every shard of the count is written, empty ones included, so a dataset has no gaps.
@@ -242,7 +262,7 @@ class WriteShards(beam.PTransform):
                      | "ShardCount" >> beam.Map(shard_count))
         count_side = beam.pvalue.AsSingleton(count)
         keyed = rows | "KeyByShard" >> beam.Map(
-            lambda row_and_size, n: (shard_of(row_and_size[0][columns.ID], n), row_and_size),
+            lambda pending, n: (shard_of(pending.id, n), pending),
             n=count_side)
         every_shard = count | "EveryShard" >> beam.FlatMap(
             lambda n: [(index, None) for index in range(n)])
