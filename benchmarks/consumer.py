@@ -1,6 +1,6 @@
 """Samples/s of the shard consumer against a loader of individual JPEG files.
 
-    .venv/bin/python benchmarks/consumer.py --images 2000 --repeats 3
+    .venv/bin/python benchmarks/consumer.py --images 2000 --repeats 5
 
 Both loaders decode the same 224x224 JPEGs with the same decoder (OpenCV) into the same
 (3, 224, 224) float tensors, through a DataLoader with the same workers and batch size.
@@ -8,7 +8,9 @@ The consumer reads ``ExpressionShards`` (Parquet, row groups of 100 as the pipel
 the baseline reads one file per sample (``open`` locally, one ``GetObject`` per sample on
 object storage, as a folder-of-JPEGs loader does). Object storage is a moto S3 server on
 127.0.0.1 (no network). Each figure is one full epoch, workers started inside the timing;
-the best of ``--repeats`` epochs per loader, the two loaders alternating.
+the best of ``--repeats`` epochs per loader, the two loaders alternating. Locally it also
+measures CPU time per sample in one process (``DataLoader`` without workers, one torch
+thread, as in a worker), which other work on a shared machine disturbs far less than rates.
 """
 
 from __future__ import annotations
@@ -137,6 +139,32 @@ def compare(make_shards, make_files, *, repeats: int, workers: int, batch_size: 
     return {name: (max(values), statistics.median(values)) for name, values in rates.items()}
 
 
+def cpu_per_sample(loader: DataLoader) -> float:
+    """Microseconds of this process's CPU time per sample over one full pass."""
+    started = time.process_time()
+    samples = 0
+    for images, _ in loader:
+        samples += len(images)
+    return 1e6 * (time.process_time() - started) / samples
+
+
+def compare_cpu(make_shards, make_files, *, repeats: int, batch_size: int) -> dict:
+    """Lowest and median CPU microseconds per sample of both loaders, measured alternately."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each DataLoader worker runs with
+    try:
+        times = {"shards": [], "files": []}
+        shards = make_shards()
+        for repeat in range(repeats):
+            shards.set_epoch(repeat)
+            times["shards"].append(cpu_per_sample(DataLoader(shards, batch_size=batch_size)))
+            times["files"].append(cpu_per_sample(DataLoader(make_files(), batch_size=batch_size,
+                                                            shuffle=True)))
+    finally:
+        torch.set_num_threads(threads)
+    return {name: (min(values), statistics.median(values)) for name, values in times.items()}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -172,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         names, labels = make_data(folder, args.images, args.size, args.shards)
-        results["local disk"] = compare(
-            lambda: ExpressionShards(folder / "shards", seed=0),
-            lambda: LocalFiles(folder / "files", names, labels), **options)
+        local = (lambda: ExpressionShards(folder / "shards", seed=0),
+                 lambda: LocalFiles(folder / "files", names, labels))
+        results["local disk"] = compare(*local, **options)
+        cpu = compare_cpu(*local, repeats=args.repeats, batch_size=args.batch_size)
         if not args.skip_s3:
             from moto.server import ThreadedMotoServer
 
@@ -204,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {storage} | {shards_best:.0f} ({shards_median:.0f}) | {files_best:.0f} "
               f"({files_median:.0f}) | {shards_best / files_best:.2f} | "
               f"{shards_median / files_median:.2f} |")
+    print(f"\nLocal disk, CPU time per sample in one process (lowest (median) of {args.repeats})")
+    print("| shards us/sample | files us/sample | shards / files (lowest) | (median) |")
+    print("|---|---|---|---|")
+    (shards_low, shards_median), (files_low, files_median) = cpu["shards"], cpu["files"]
+    print(f"| {shards_low:.0f} ({shards_median:.0f}) | {files_low:.0f} ({files_median:.0f}) | "
+          f"{shards_low / files_low:.2f} | {shards_median / files_median:.2f} |")
     return 0
 
 

@@ -58,10 +58,17 @@ def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
+def parquet_columns(columns: Sequence[str]) -> list[str]:
+    """Parquet column paths to read for ``columns``: an image's stored path is never needed."""
+    return [f"{IMAGE}.bytes" if name == IMAGE else name for name in columns]
+
+
 def column_values(table: pa.Table, name: str) -> Sequence:
     """One column as per-row values: image bytes, float32 arrays, or Python scalars."""
     column = table.column(name)
     if name == IMAGE:
+        # Copies into bytes objects: a zero-copy view would keep its whole row group (about
+        # 2 MB) alive for as long as one of its rows waits in the shuffle buffer.
         return pc.struct_field(column, "bytes").to_pylist()
     if pa.types.is_fixed_size_list(column.type):
         flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
@@ -71,10 +78,9 @@ def column_values(table: pa.Table, name: str) -> Sequence:
     return column.to_pylist()
 
 
-def table_rows(table: pa.Table, columns: Sequence[str]) -> list[dict]:
-    """A table as row dicts of :func:`column_values` (images still encoded)."""
-    values = {name: column_values(table, name) for name in columns}
-    return [{name: values[name][index] for name in columns} for index in range(len(table))]
+def table_rows(table: pa.Table, columns: Sequence[str]) -> Iterator[tuple]:
+    """A table as per-row tuples of :func:`column_values`, in ``columns`` order."""
+    return zip(*(column_values(table, name) for name in columns))
 
 
 def shuffle_buffered(rows: Iterator, *, buffer_size: int,
@@ -92,33 +98,37 @@ def shuffle_buffered(rows: Iterator, *, buffer_size: int,
     yield from buffer
 
 
+def _other_value(value):
+    """Float arrays and floats as float32 tensors; strings and None as they are."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value, dtype=np.float32))
+    if isinstance(value, float):
+        return torch.tensor(value, dtype=torch.float32)
+    return value
+
+
 class _RowConverter:
-    """Raw row dict -> tensors: decode the image, apply the transform, pick the output form."""
+    """Raw row tuple -> tensors: decode the image, apply the transform, pick the output form."""
 
     def __init__(self, columns, *, transform, decoder, return_dict):
         if decoder not in DECODERS:
             raise ValueError(f"decode must be one of {DECODERS}, got {decoder!r}")
         self.columns = columns
+        self.is_image = tuple(name == IMAGE for name in columns)
         self.transform = transform
         self.decoder = decoder
         self.return_dict = return_dict
 
-    def __call__(self, row: dict):
-        converted = {}
-        for name in self.columns:
-            value = row[name]
-            if name == IMAGE:
-                value = image_to_tensor(decode_image(value, decoder=self.decoder))
-                if self.transform is not None:
-                    value = self.transform(value)
-            elif isinstance(value, np.ndarray):
-                value = torch.from_numpy(np.array(value, dtype=np.float32))
-            elif isinstance(value, float):
-                value = torch.tensor(value, dtype=torch.float32)
-            converted[name] = value
+    def image(self, data: bytes) -> torch.Tensor:
+        image = image_to_tensor(decode_image(data, decoder=self.decoder))
+        return image if self.transform is None else self.transform(image)
+
+    def __call__(self, row: tuple):
+        converted = tuple(self.image(value) if is_image else _other_value(value)
+                          for is_image, value in zip(self.is_image, row))
         if self.return_dict:
-            return converted
-        return tuple(converted[name] for name in self.columns)
+            return dict(zip(self.columns, converted))
+        return converted
 
 
 class _ShardDatasetBase:
@@ -225,8 +235,8 @@ class ExpressionShards(_ShardDatasetBase, IterableDataset):
         info = get_worker_info()
         return (0, 1) if info is None else (info.id, info.num_workers)
 
-    def _read(self, ranges) -> Iterator[dict]:
-        """Row dicts of ``(group, start, stop)`` ranges, one open shard at a time."""
+    def _read(self, ranges) -> Iterator[tuple]:
+        """Row tuples of ``(group, start, stop)`` ranges, one open shard at a time."""
         open_index, parquet = None, None
         try:
             for group, start, stop in ranges:
@@ -235,7 +245,8 @@ class ExpressionShards(_ShardDatasetBase, IterableDataset):
                     if parquet is not None:
                         parquet.close(force=True)
                     open_index, parquet = shard_index, self.shard_set.open(shard_index)
-                table = parquet.read_row_group(group_index, columns=list(self.columns))
+                table = parquet.read_row_group(group_index,
+                                               columns=parquet_columns(self.columns))
                 yield from table_rows(table.slice(start, stop - start), self.columns)
         finally:
             if parquet is not None:
@@ -273,8 +284,8 @@ class ExpressionShardsMap(_ShardDatasetBase, Dataset):
             return_dict=(columns is not None) if return_dict is None else return_dict)
         self.shard_set = ShardSet(path_or_paths, filesystem=filesystem,
                                   allow_mixed_models=allow_mixed_models)
-        table = self.shard_set.read_table(self.columns)
-        self._values = {name: column_values(table, name) for name in self.columns}
+        table = self.shard_set.read_table(parquet_columns(self.columns))
+        self._values = [column_values(table, name) for name in self.columns]
         self._length = len(table)
 
     def __len__(self) -> int:
@@ -283,4 +294,4 @@ class ExpressionShardsMap(_ShardDatasetBase, Dataset):
     def __getitem__(self, index: int):
         if not -self._length <= index < self._length:
             raise IndexError(f"index {index} out of range for {self._length} rows")
-        return self.converter({name: values[index] for name, values in self._values.items()})
+        return self.converter(tuple(values[index] for values in self._values))

@@ -28,7 +28,7 @@ from schemas import rows as columns
 from training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from training.dataset import ExpressionShards
 from training.decode import ResizeImage, decode_image, image_to_tensor
-from training.train import resolve_device
+from training.distributed import resolve_device
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 

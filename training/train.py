@@ -9,6 +9,14 @@ optimiser, epoch, step, RNG states, metric history) and rewrites ``OUTPUT/metric
 (one JSON line per epoch: train and validation RMSE in sigma units). ``--resume`` continues
 from ``OUTPUT/last.pt`` (or a named checkpoint) and, with the same flags, gives the weights
 an uninterrupted run would have: data order depends only on ``--seed`` and the epoch.
+
+Data-parallel on several processes (one per GPU, or CPU processes with gloo)::
+
+    torchrun --nproc_per_node 4 -m training.train --train out/train --output runs/ddp ...
+
+Each process reads its own equal share of every epoch's rows (``drop_last``) in batches of
+``--batch-size`` (per process), gradients are averaged over processes, metrics are summed over
+them, and rank 0 alone prints and writes files (:mod:`training.distributed`).
 """
 
 from __future__ import annotations
@@ -36,6 +44,15 @@ from training.checkpoint import (
 )
 from training.dataset import ExpressionShards
 from training.decode import ResizeImage
+from training.distributed import (
+    Processes,
+    share_buffers,
+    start_processes,
+    stop_processes,
+    sum_over_processes,
+    wait_for_all,
+    wrap_model,
+)
 from training.model import BACKBONES, ExpNet
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -49,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val", nargs="+", default=None, help="validation shards or folders")
     parser.add_argument("--output", required=True, help="folder for checkpoints and metrics")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="samples per step and process (under torchrun: per rank)")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
@@ -99,14 +117,15 @@ def make_optimizer(name: str, parameters, *, lr: float,
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def rmse(squared_error: float, samples: int) -> float:
+    """Root mean square over ``samples`` labels of ``EXPRESSION_DIM`` coefficients each."""
+    if not samples:
+        return float("nan")
+    return math.sqrt(squared_error / (samples * EXPRESSION_DIM))
 
 
-def train_epoch(model: nn.Module, loader, optimizer, device) -> dict:
-    """One pass over ``loader``; returns steps, samples and the running RMSE (sigma)."""
+def train_epoch(model: nn.Module, loader, optimizer, device) -> tuple[int, float, int]:
+    """One pass over ``loader``: optimiser steps, summed squared error and samples (local)."""
     model.train()
     squared_error, samples, steps = 0.0, 0, 0
     for images, expressions in loader:
@@ -119,20 +138,19 @@ def train_epoch(model: nn.Module, loader, optimizer, device) -> dict:
         squared_error += loss.item() * expressions.numel()
         samples += len(expressions)
         steps += 1
-    rmse = math.sqrt(squared_error / (samples * EXPRESSION_DIM)) if samples else float("nan")
-    return {"steps": steps, "train_samples": samples, "train_rmse": rmse}
+    return steps, squared_error, samples
 
 
 @torch.no_grad()
-def evaluate_rmse(model: nn.Module, loader, device) -> tuple[float, int]:
-    """RMSE over all coefficients of all samples (sigma units), and the sample count."""
+def evaluate_squared_error(model: nn.Module, loader, device) -> tuple[float, int]:
+    """Summed squared error over all coefficients of all samples (sigma), and the count."""
     model.eval()
     squared_error, samples = 0.0, 0
     for images, expressions in loader:
         predictions = model(images.to(device))
         squared_error += float(((predictions.cpu() - expressions) ** 2).sum())
         samples += len(expressions)
-    return math.sqrt(squared_error / (samples * EXPRESSION_DIM)), samples
+    return squared_error, samples
 
 
 def label_model(dataset: ExpressionShards) -> dict:
@@ -156,56 +174,97 @@ def write_metrics(path: Path, history: list) -> None:
 
 
 def train(args: argparse.Namespace) -> list[dict]:
-    """Run the training the flags describe; returns the metric history (one dict an epoch)."""
+    """Run the training the flags describe; returns the metric history (one dict an epoch).
+
+    Under torchrun every process runs this; each returns the same history.
+    """
+    processes = start_processes(args.device)
+    try:
+        return train_processes(args, processes)
+    finally:
+        stop_processes(processes)
+
+
+def epoch_record(processes: Processes, train_sums: tuple, val_sums: tuple | None) -> dict:
+    """The metrics of one epoch, summed over processes: the same dict on every rank."""
+    local = list(train_sums) + (list(val_sums) if val_sums is not None else [])
+    totals = sum_over_processes(local, processes)
+    record = {"train_rmse": rmse(totals[0], int(totals[1])), "train_samples": int(totals[1])}
+    if val_sums is not None:
+        record["val_rmse"] = rmse(totals[2], int(totals[3]))
+        record["val_samples"] = int(totals[3])
+    return record
+
+
+def train_processes(args: argparse.Namespace, processes: Processes) -> list[dict]:
+    """The training loop of one process among ``processes`` (possibly the only one)."""
     output = Path(args.output)
-    device = resolve_device(args.device)
+    device = processes.device
+    # The same seed on every rank: equal RNG streams, so rank 0's saved states fit all ranks.
     seed_everything(args.seed)
     resize = ResizeImage(args.image_size)
-    train_data = ExpressionShards(args.train, shuffle=True, seed=args.seed, transform=resize)
+    ranks = {"rank": processes.rank, "world_size": processes.world_size}
+    # drop_last: equal rows, so equal steps, on every rank (a no-op in one process).
+    train_data = ExpressionShards(args.train, shuffle=True, seed=args.seed, transform=resize,
+                                  drop_last=True, **ranks)
     labels = label_model(train_data)
     val_loader = None
     if args.val:
-        val_data = ExpressionShards(args.val, shuffle=False, transform=resize)
+        # Every validation row once over the ranks; evaluation needs no equal lengths.
+        val_data = ExpressionShards(args.val, shuffle=False, transform=resize, **ranks)
         check_same_model(labels, label_model(val_data), "--val")
         val_loader = DataLoader(val_data, batch_size=args.batch_size, num_workers=args.workers)
-    model = ExpNet(backbone=args.backbone).to(device)
-    optimizer = make_optimizer(args.optimizer, model.parameters(), lr=args.lr,
+    network = ExpNet(backbone=args.backbone).to(device)
+    optimizer = make_optimizer(args.optimizer, network.parameters(), lr=args.lr,
                                weight_decay=args.weight_decay)
     config = {"backbone": args.backbone, "image_size": args.image_size,
               "expression_dim": EXPRESSION_DIM, "optimizer": args.optimizer, "lr": args.lr,
               "weight_decay": args.weight_decay, "batch_size": args.batch_size,
-              "seed": args.seed}
+              "seed": args.seed, "world_size": processes.world_size}
     epoch, step, history = 0, 0, []
     if args.resume:
         path = output / LAST if args.resume == "auto" else Path(args.resume)
         state = load_checkpoint(path, map_location=device)
         check_same_model(labels, state["label_model"], f"checkpoint {path}")
-        model.load_state_dict(state["model"])
+        network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         epoch, step, history = state["epoch"], state["step"], list(state["history"])
         restore_rng_states(state["rng"])
-    output.mkdir(parents=True, exist_ok=True)
+        saved_world = state["config"].get("world_size", 1)
+        if saved_world != processes.world_size and processes.is_main:
+            print(f"expnet train: note: resuming a {saved_world}-process run on "
+                  f"{processes.world_size}: each rank's rows differ from the original run's",
+                  file=sys.stderr)
+    model = wrap_model(network, processes)
+    if processes.is_main:
+        output.mkdir(parents=True, exist_ok=True)
     while epoch < args.epochs:
         started = time.perf_counter()
         train_data.set_epoch(epoch)
         loader = DataLoader(train_data, batch_size=args.batch_size, num_workers=args.workers,
                             pin_memory=device.type == "cuda")
-        record = train_epoch(model, loader, optimizer, device)
-        step += record.pop("steps")
-        epoch += 1
-        record.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"])
+        steps, *train_sums = train_epoch(model, loader, optimizer, device)
+        share_buffers(network, processes)
+        val_sums = None
         if val_loader is not None:
-            record["val_rmse"], record["val_samples"] = evaluate_rmse(model, val_loader, device)
-        record["seconds"] = round(time.perf_counter() - started, 3)
+            # The plain module: DDP's forward would wait on ranks with fewer batches.
+            val_sums = evaluate_squared_error(network, val_loader, device)
+        record = epoch_record(processes, train_sums, val_sums)
+        step += steps
+        epoch += 1
+        record.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"],
+                      seconds=round(time.perf_counter() - started, 3))
         history.append(record)
-        state = {"epoch": epoch, "step": step, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "config": config,
-                 "label_model": labels, "history": history, "rng": rng_states()}
-        save_checkpoint(output / "checkpoints" / f"epoch-{epoch:04d}.pt", state)
-        save_checkpoint(output / LAST, state)
-        write_metrics(output / METRICS, history)
-        if not args.quiet:
-            print(json.dumps(record, sort_keys=True), flush=True)
+        if processes.is_main:
+            state = {"epoch": epoch, "step": step, "model": network.state_dict(),
+                     "optimizer": optimizer.state_dict(), "config": config,
+                     "label_model": labels, "history": history, "rng": rng_states()}
+            save_checkpoint(output / "checkpoints" / f"epoch-{epoch:04d}.pt", state)
+            save_checkpoint(output / LAST, state)
+            write_metrics(output / METRICS, history)
+            if not args.quiet:
+                print(json.dumps(record, sort_keys=True), flush=True)
+        wait_for_all(processes)
     return history
 
 

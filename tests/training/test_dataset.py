@@ -207,3 +207,17 @@ def test_bad_arguments_raise(many_groups):
         ExpressionShards(many_groups, columns=["pixels"])
     with pytest.raises(ValueError, match="decode"):
         ExpressionShards(many_groups, decode="turbojpeg")
+
+
+def test_cv2_decode_gives_rgb_pixels_of_the_bgr_decode(latent_shards):
+    import cv2
+
+    from training.decode import decode_image
+
+    data = pq.read_table(sorted(latent_shards.glob("*.parquet"))[0]).column(
+        columns.IMAGE)[0].as_py()["bytes"]
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    # Direct RGB decoding (OpenCV >= 4.10) must be the same libjpeg output, channels swapped.
+    np.testing.assert_array_equal(decode_image(data), bgr[:, :, ::-1])
+    with pytest.raises(ValueError, match="cannot decode"):
+        decode_image(b"not an image")
