@@ -12,6 +12,11 @@ and expression as sigma-unit PCA models (the open model's origin is at its landm
 which eos's pose estimate needs; see RESULTS.md), fitted with
 ``eos.fitting.fit_shape_and_pose`` with 5 iterations and, of lambda in (1, 3, 10, 30), the one
 with the best expression accuracy. It is timed on ``--eos-faces`` faces, one call per face.
+
+Both fitters are timed in CPU time of this process (``time.process_time``; one thread), so time
+in which other processes on a shared machine hold the core does not count, and each rate is the
+best of several passes over the same work: eos's is the fastest of its four lambda runs, ours
+the fastest of ``PASSES`` passes of at least ``MIN_PASS_SECONDS`` each.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from fitting.models import OPEN_MODEL_PATH, load_model  # noqa: E402
 from fitting.synthetic import make_synthetic_model, sample_pose  # noqa: E402
 
 BATCHES = (1, 64, 4096)
+PASSES = 4
+MIN_PASS_SECONDS = 0.75
 EOS_LAMBDAS = (1.0, 3.0, 10.0, 30.0)
 
 
@@ -45,18 +52,24 @@ def make_faces(model, count: int, seed: int = 3):
     return landmarks + rng.standard_normal(landmarks.shape), expression
 
 
-def time_ours(model, landmarks: np.ndarray, batch: int, *, min_seconds: float = 2.0):
-    """Fits/s for batches of ``batch`` faces taken in turn from ``landmarks``; and the fits."""
+def time_ours(model, landmarks: np.ndarray, batch: int):
+    """Fits/s (CPU time, best pass) for batches of ``batch`` faces taken in turn from
+    ``landmarks``; and the fits of the first pass."""
     fit_landmarks(model, landmarks[:batch], slide_contour=False)  # warm caches
-    fitted, start, done = [], time.perf_counter(), 0
-    while True:
-        offset = done % len(landmarks)
-        chunk = landmarks[offset:offset + batch]
-        fitted.append((offset, fit_landmarks(model, chunk, slide_contour=False).expression))
-        done += len(chunk)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds and done >= batch:
-            return done / elapsed, fitted
+    rates, first = [], None
+    for _ in range(PASSES):
+        fitted, start, done = [], time.process_time(), 0
+        while True:
+            offset = done % len(landmarks)
+            chunk = landmarks[offset:offset + batch]
+            fitted.append((offset, fit_landmarks(model, chunk, slide_contour=False).expression))
+            done += len(chunk)
+            elapsed = time.process_time() - start
+            if elapsed >= MIN_PASS_SECONDS and done >= batch:
+                break
+        rates.append(done / elapsed)
+        first = fitted if first is None else first
+    return max(rates), first
 
 
 def eos_model(model):
@@ -83,7 +96,7 @@ def run_eos(model, landmarks: np.ndarray, lam: float):
     mapper = eos.core.LandmarkMapper()  # identity: landmark names are vertex indices
     names = [str(int(vertex)) for vertex in model.landmark_indices]
     expressions = []
-    start = time.perf_counter()
+    start = time.process_time()
     for face in landmarks:
         points = [eos.core.Landmark(name, point.astype(np.float32))
                   for name, point in zip(names, face, strict=True)]
@@ -91,7 +104,7 @@ def run_eos(model, landmarks: np.ndarray, lam: float):
             morphable, points, mapper, 640, 480, num_iterations=5, lambda_identity=lam,
             lambda_expressions=lam)
         expressions.append(coefficients)
-    return len(landmarks) / (time.perf_counter() - start), np.array(expressions)
+    return len(landmarks) / (time.process_time() - start), np.array(expressions)
 
 
 def rmse(estimate, truth) -> float:
@@ -112,10 +125,11 @@ def main(argv=None) -> None:
     eos_runs = {lam: run_eos(model, landmarks[:args.eos_faces], lam) for lam in EOS_LAMBDAS}
     best_lam = min(eos_runs, key=lambda lam: rmse(eos_runs[lam][1],
                                                   expression[:args.eos_faces]))
-    eos_rate, eos_expression = eos_runs[best_lam]
+    eos_expression = eos_runs[best_lam][1]
+    eos_rate = max(run[0] for run in eos_runs.values())  # the same work for every lambda
     eos_error = rmse(eos_expression, expression[:args.eos_faces])
     print("eos lambdas tried: " + ", ".join(
-        f"{lam:g} -> RMSE {rmse(run[1], expression[:args.eos_faces]):.3f}"
+        f"{lam:g} -> RMSE {rmse(run[1], expression[:args.eos_faces]):.3f} ({run[0]:.0f} fits/s)"
         for lam, run in eos_runs.items()))
     print("| fitter | batch | fits/s | expression RMSE (sigma) | ours / eos fits/s |")
     print("|---|---|---|---|---|")

@@ -14,8 +14,11 @@ variance (mm^2) of landmark noise on the model's scale that the prior balances.
 The fit is Gauss-Newton on all parameters at once (pose, expression and the pooled identity;
 see :mod:`fitting.linearize` for the linearisation):
 
-1. initial pose of the mean shape: affine Gold Standard estimate, nearest rotation, two
-   Gauss-Newton pose steps (:mod:`fitting.camera`);
+1. initial pose of the mean shape: affine Gold Standard estimate, nearest rotation, one
+   Gauss-Newton pose step (:mod:`fitting.camera`). A second pose step on the mean shape saves
+   no joint step (the first joint step moves identity by about 2 sigma, which moves the best
+   pose anyway); without any, one noise-free face with a negligible prior needed more than 20
+   joint steps (``benchmarks/RESULTS.md``, "Fitter");
 2. repeat: build the normal equations with the current jaw correspondences; solve them with
    the identity pooled per subject (:func:`fitting.solve.solve_pooled`, exact Schur
    complement); update the coefficients and the pose; recompute the jaw correspondences from
@@ -76,7 +79,9 @@ FAILURE_REASONS = (
     "numerical_failure",      # the fit produced non-finite values (should not happen)
 )
 # Gauss-Newton steps that refine the initial pose of the mean shape.
-_INITIAL_POSE_STEPS = 2
+_INITIAL_POSE_STEPS = 1
+# Weight vectors whose weighted Gram blocks (about 0.5 MB each) are cached per model.
+_MAX_WEIGHTED_DESIGNS = 8
 # Trust limits of one Gauss-Newton pose step (radians, relative scale): keep a badly conditioned
 # face from jumping to a mirrored or collapsed pose.
 _MAX_ROTATION_STEP = 0.5
@@ -307,9 +312,11 @@ class _Design:
     fixed: np.ndarray           # iBUG indices whose vertex never changes
     sliding: np.ndarray         # iBUG indices that slide (empty when not sliding)
     fixed_basis_flat: np.ndarray  # (3F, K) basis of the fixed landmarks
-    fixed_gram: np.ndarray      # (9, K*K) sum over fixed landmarks of L_c^T L_d, c,d in xyz
+    fixed_gram: np.ndarray      # (9, (K+6)^2) sum over fixed landmarks of L_c^T L_d, c,d in
+                                # xyz, zero-padded by the pose unknowns
     identity_dim: int
     stand_in: np.ndarray        # (68, 2) landmarks of the mean face, frontal, for failed rows
+    weighted: dict              # weights.tobytes() -> this design for shared landmark weights
 
 
 _DESIGNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -356,9 +363,10 @@ def _build_design(model: MorphableModel, sliding: bool) -> _Design:
         fixed=fixed,
         sliding=sliding_landmarks,
         fixed_basis_flat=np.ascontiguousarray(fixed_basis.reshape(-1, size)),
-        fixed_gram=gram_blocks(fixed_basis),
+        fixed_gram=gram_blocks(fixed_basis, padding=POSE_DIM),
         identity_dim=model.identity_dim,
         stand_in=stand_in,
+        weighted={},
     )
 
 
@@ -372,7 +380,7 @@ def _fit_chunk(design: _Design, landmarks: np.ndarray, weights: np.ndarray,
                                 np.full(size - POSE_DIM - identity_dim,
                                         settings.expression_weight),
                                 np.zeros(POSE_DIM)])
-    uniform = bool(np.all(weights == 1.0))
+    design, shared_weights = _shared_weights_design(design, weights)
     coefficients = np.zeros((batch, size - POSE_DIM))
     points = np.broadcast_to(design.mean[design.landmarks], (batch, NUM_LANDMARKS, 3))
     affine, translation = estimate_affine_camera(landmarks, points, weights)
@@ -385,16 +393,23 @@ def _fit_chunk(design: _Design, landmarks: np.ndarray, weights: np.ndarray,
     for iteration in range(settings.max_iterations):
         # Subjects whose every face has converged are frozen; the rest iterate together.
         active = np.flatnonzero(~converged)
-        _, active_groups = np.unique(groups[active], return_inverse=True)
+        if len(active) == batch:
+            # All faces active (the first steps): views instead of gathered copies.
+            active, active_groups = slice(None), groups
+        else:
+            _, active_groups = np.unique(groups[active], return_inverse=True)
         state = _step(design, landmarks[active], weights[active], active_groups,
                       precision, coefficients[active], positions[active], jaw[active],
-                      rotation[active], scale[active], translation[active], uniform,
+                      rotation[active], scale[active], translation[active], shared_weights,
                       follow=iteration < settings.contour_updates)
         (coefficients[active], positions[active], jaw[active], rotation[active],
          scale[active], translation[active], change) = state
         # A subject converges as a whole: its identity is shared.
-        group_change = np.zeros(active_groups.max() + 1)
-        np.maximum.at(group_change, active_groups, change)
+        if len(change) == active_groups.max() + 1:
+            group_change = change  # one face per subject
+        else:
+            group_change = np.zeros(active_groups.max() + 1)
+            np.maximum.at(group_change, active_groups, change)
         converged[active] = group_change[active_groups] < settings.tolerance
         if converged.all():
             break
@@ -415,6 +430,33 @@ def _fit_chunk(design: _Design, landmarks: np.ndarray, weights: np.ndarray,
         "converged": converged,
         "points": _landmark_points(design, positions, final_jaw) + design.centre,
     }
+
+
+def _shared_weights_design(design: _Design, weights: np.ndarray):
+    """The design and the ``shared_weights`` argument of :func:`_step` for a chunk's weights.
+
+    When every face has the same landmark weights (a landmarker's noise profile), the weights'
+    square roots are folded into the fixed landmarks' basis rows and Gram blocks once, so the
+    fast Gram path of :func:`fitting.linearize.normal_equations` applies; the weighted design
+    is cached per weight vector. Returns ``(design, None)`` for unit weights, ``(weighted
+    design, (68,) weights)`` for shared ones and ``(design, False)`` for per-face weights.
+    """
+    if np.all(weights == 1.0):
+        return design, None
+    if not np.all(weights == weights[0]):
+        return design, False
+    shared = weights[0].copy()
+    key = shared.tobytes()
+    if key not in design.weighted:
+        if len(design.weighted) >= _MAX_WEIGHTED_DESIGNS:
+            design.weighted.clear()  # a few landmarker profiles are expected, not many
+        root = np.sqrt(shared[design.fixed])
+        size = design.basis.shape[2]
+        fixed_basis = design.fixed_basis_flat.reshape(-1, 3, size) * root[:, None, None]
+        design.weighted[key] = dataclasses.replace(
+            design, fixed_basis_flat=fixed_basis.reshape(-1, size),
+            fixed_gram=gram_blocks(fixed_basis, padding=POSE_DIM), weighted={})
+    return design.weighted[key], shared
 
 
 def _positions(design: _Design, coefficients: np.ndarray) -> np.ndarray:
@@ -451,7 +493,7 @@ def _landmark_points(design: _Design, positions: np.ndarray, jaw: np.ndarray) ->
 
 
 def _step(design: _Design, landmarks, weights, groups, precision, coefficients, positions, jaw,
-          rotation, scale, translation, uniform: bool, *, follow: bool):
+          rotation, scale, translation, shared_weights, *, follow: bool):
     """One Gauss-Newton step (joint solve, pose update, new jaw correspondences).
 
     ``positions`` and ``jaw`` belong to the current parameters; the step returns those of the
@@ -468,13 +510,14 @@ def _step(design: _Design, landmarks, weights, groups, precision, coefficients, 
                                          per_face=False)
         varying_basis = _blend(jaw, design.basis[design.sliding_candidates], per_face=False)
     hessian, gradient = normal_equations(
-        landmarks=landmarks, weights=None if uniform else weights,
+        landmarks=landmarks, weights=weights if shared_weights is False else None,
+        shared_weights=None if shared_weights is False else shared_weights,
         mean_points=mean_points, rotated=np.matmul(points, np.swapaxes(rotation, 1, 2)),
         rotation=rotation, scale=scale, translation=translation, fixed=design.fixed,
         fixed_basis_flat=design.fixed_basis_flat, fixed_gram=design.fixed_gram,
         varying=sliding, varying_basis=varying_basis)
     shared, own = solve_pooled(hessian, gradient, groups, num_shared=design.identity_dim,
-                               precision=precision)
+                               precision=precision, overwrite_hessian=True)
     updated = np.concatenate([shared[groups], own[:, :-POSE_DIM]], axis=1)
     step = _limit_pose_step(own[:, -POSE_DIM:])
     change = np.maximum(np.abs(updated - coefficients).max(axis=1), np.abs(step).max(axis=1))

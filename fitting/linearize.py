@@ -19,7 +19,10 @@ with the unknowns ordered ``[c, d]``.
 
 For unit weights the fixed landmarks use ``A_i^T A_i = L_i^T (I - n n^T) L_i`` (``n``, the
 third row of ``R``, is the viewing direction in model coordinates), so their ``K x K`` block is a
-(B, 9) x (9, K^2) product with precomputed Gram blocks rather than a per-face (2F, K) product.
+(B, 9) x (9, (K + 6)^2) product with precomputed Gram blocks rather than a per-face (2F, K)
+product. Weights shared by every face (a landmarker's noise profile) keep that path: scaling the
+rows of landmark ``i`` by ``sqrt(w_i)`` turns the weighted problem into an unweighted one, so
+the caller scales the basis rows and Gram blocks once per weight vector.
 """
 
 from __future__ import annotations
@@ -32,26 +35,30 @@ _FLIP_Y = np.array([1.0, -1.0])
 POSE_DIM = 6
 
 
-def gram_blocks(basis: np.ndarray) -> np.ndarray:
+def gram_blocks(basis: np.ndarray, *, padding: int = 0) -> np.ndarray:
     """``sum_i L_i[c]^T L_i[d]`` for every pair of axes c, d.
 
     Parameters
     ----------
     basis : (F, 3, K) float   basis rows of the landmarks
+    padding : int             zero rows and columns P appended to every block
 
     Returns
     -------
-    gram : (9, K * K) float64   row ``3 c + d`` is the flattened (K, K) block
+    gram : (9, (K + P)^2) float64   row ``3 c + d`` is the flattened (K + P, K + P) block
     """
     size = basis.shape[2]
-    return np.einsum("fck,fdl->cdkl", basis, basis).reshape(9, size * size)
+    gram = np.zeros((3, 3, size + padding, size + padding))
+    gram[:, :, :size, :size] = np.einsum("fck,fdl->cdkl", basis, basis)
+    return gram.reshape(9, (size + padding) ** 2)
 
 
 def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
                      mean_points: np.ndarray, rotated: np.ndarray, rotation: np.ndarray,
                      scale: np.ndarray, translation: np.ndarray, fixed: np.ndarray,
                      fixed_basis_flat: np.ndarray, fixed_gram: np.ndarray,
-                     varying: np.ndarray, varying_basis: np.ndarray | None):
+                     varying: np.ndarray, varying_basis: np.ndarray | None,
+                     shared_weights: np.ndarray | None = None):
     """Gauss-Newton normal equations for coefficients and a pose step, see the module notes.
 
     Parameters
@@ -63,9 +70,12 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
     rotation : (B, 3, 3), scale : (B,), translation : (B, 2)   current pose
     fixed : (F,) int               landmarks whose basis rows are the same for every face
     fixed_basis_flat : (3F, K)     their basis rows
-    fixed_gram : (9, K*K)          :func:`gram_blocks` of their basis rows
+    fixed_gram : (9, (K+6)^2)      :func:`gram_blocks` of their basis rows, padded by 6
     varying : (J,) int             landmarks whose vertex differs per face (sliding jaw)
     varying_basis : (B, J, 3, K)   their basis rows; ignored when ``J == 0``
+    shared_weights : (N,) or None  with ``weights`` None, landmark weights shared by every
+                                   face; their square roots must already scale the rows of
+                                   ``fixed_basis_flat`` and ``fixed_gram`` (fast path)
 
     Returns
     -------
@@ -77,7 +87,8 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
     projection = rotation[:, :2, :]
     targets = ((landmarks - translation[:, None]) / scale[:, None, None] * _FLIP_Y
                - np.matmul(mean_points, np.swapaxes(projection, 1, 2)))
-    pose_jacobian = _pose_jacobian(rotated)
+    pose_columns = _pose_jacobian_columns(rotated)                      # (B, 6, N, 2)
+    pose_jacobian = np.moveaxis(pose_columns, 1, 3)                     # (B, N, 2, 6) view
     if weights is not None:
         weights = weights[..., None]
         all_landmarks = np.concatenate([fixed, varying])
@@ -89,21 +100,34 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
         return _direct(basis[:, order], projection, pose_jacobian, targets, weights)
 
     count = len(fixed)
-    fixed_targets = targets[:, fixed]
-    fixed_pose = pose_jacobian[:, fixed]
-    hessian = np.empty((batch, size + POSE_DIM, size + POSE_DIM))
+    full = size + POSE_DIM
     view = rotation[:, 2, :]
     outer = (np.eye(3)[None] - view[:, :, None] * view[:, None, :]).reshape(batch, 9)
-    hessian[:, :size, :size] = (outer @ fixed_gram).reshape(batch, size, size)
+    # The Gram blocks are laid out in the full (K + 6)^2 matrix (zero pose rows and columns),
+    # so the product is the Hessian's storage: no separate assembly of the K x K block.
+    hessian = (outer @ fixed_gram).reshape(batch, full, full)
+    if count == targets.shape[1] and np.array_equal(fixed, np.arange(count)):
+        # Every landmark fixed (no sliding): no gathering copies.
+        fixed_targets, fixed_pose = targets, pose_columns
+    else:
+        fixed_targets = targets[:, fixed]
+        fixed_pose = pose_columns[:, :, fixed]                          # (B, 6, F, 2)
+    varying_weights = None
+    if shared_weights is not None:
+        # Rows scaled by sqrt(w) make the weighted problem an unweighted one.
+        root = np.sqrt(shared_weights[fixed])
+        fixed_targets = fixed_targets * root[:, None]
+        fixed_pose = fixed_pose * root[:, None]
+        varying_weights = shared_weights[varying][None, :, None]
     # Back-project the 2-row quantities through P R: A_i^T v = L_i^T (R^T P^T v).
-    lifted_pose = np.matmul(np.swapaxes(fixed_pose, 2, 3), projection[:, None])  # (B, F, 6, 3)
-    cross = (np.swapaxes(lifted_pose, 1, 2).reshape(batch * POSE_DIM, 3 * count)
-             @ fixed_basis_flat)
+    lifted_pose = np.matmul(fixed_pose, projection[:, None])            # (B, 6, F, 3)
+    cross = (lifted_pose.reshape(batch * POSE_DIM, 3 * count) @ fixed_basis_flat)
     cross = cross.reshape(batch, POSE_DIM, size)
     hessian[:, size:, :size] = cross
     hessian[:, :size, size:] = np.swapaxes(cross, 1, 2)
-    pose_rows = fixed_pose.reshape(batch, 2 * count, POSE_DIM)
-    pose_rows_t = np.swapaxes(pose_rows, 1, 2)
+    pose_rows_t = fixed_pose.reshape(batch, POSE_DIM, 2 * count)
+    # A contiguous transpose lets matmul hand the small products to BLAS.
+    pose_rows = np.ascontiguousarray(np.swapaxes(pose_rows_t, 1, 2))
     hessian[:, size:, size:] = np.matmul(pose_rows_t, pose_rows)
     lifted_targets = np.matmul(fixed_targets, projection)
     gradient = np.concatenate(
@@ -111,23 +135,30 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
          np.matmul(pose_rows_t, fixed_targets.reshape(batch, 2 * count, 1))[..., 0]], axis=1)
     if len(varying):
         extra_hessian, extra_gradient = _direct(
-            varying_basis, projection, pose_jacobian[:, varying], targets[:, varying], None)
+            varying_basis, projection, pose_jacobian[:, varying], targets[:, varying],
+            varying_weights)
         hessian += extra_hessian
         gradient += extra_gradient
     return hessian, gradient
 
 
-def _pose_jacobian(rotated: np.ndarray) -> np.ndarray:
-    """(B, N, 2, 6) derivative of ``P R X_i`` in mm w.r.t. the pose step ``(w, d_s, d_t)``.
+def _pose_jacobian_columns(rotated: np.ndarray) -> np.ndarray:
+    """(B, 6, N, 2) derivative of ``P R X_i`` in mm w.r.t. the pose step ``(w, d_s, d_t)``,
+    one (N, 2) array per pose parameter.
 
     ``w x p = -[p]x w`` gives rows ``(0, pz, -py)`` and ``(-pz, 0, px)``; the relative scale
     step gives ``P p``; the translation step ``s d_t`` in pixels gives ``F``.
     """
+    columns = np.zeros((rotated.shape[0], POSE_DIM) + rotated.shape[1:2] + (2,))
     px, py, pz = rotated[..., 0], rotated[..., 1], rotated[..., 2]
-    zero, one = np.zeros_like(px), np.ones_like(px)
-    row_x = np.stack([zero, pz, -py, px, one, zero], axis=-1)
-    row_y = np.stack([-pz, zero, px, py, zero, -one], axis=-1)
-    return np.stack([row_x, row_y], axis=2)
+    columns[:, 0, :, 1] = -pz
+    columns[:, 1, :, 0] = pz
+    columns[:, 2, :, 0] = -py
+    columns[:, 2, :, 1] = px
+    columns[:, 3] = rotated[..., :2]
+    columns[:, 4, :, 0] = 1.0
+    columns[:, 5, :, 1] = -1.0
+    return columns
 
 
 def _direct(basis: np.ndarray, projection: np.ndarray, pose_jacobian: np.ndarray,
@@ -135,12 +166,14 @@ def _direct(basis: np.ndarray, projection: np.ndarray, pose_jacobian: np.ndarray
     """Normal equations summed landmark by landmark (per-face basis rows or weights).
 
     basis (B, N, 3, K), projection (B, 2, 3), pose_jacobian (B, N, 2, 6), targets (B, N, 2),
-    weights (B, N, 1) or None.
+    weights (B, N, 1), (1, N, 1) or None.
     """
     batch, count = targets.shape[:2]
     rows = np.concatenate([np.matmul(projection[:, None], basis), pose_jacobian],
                           axis=3).reshape(batch, 2 * count, -1)
     weighted = rows if weights is None else rows * np.repeat(weights, 2, axis=1)
-    hessian = np.matmul(np.swapaxes(weighted, 1, 2), rows)
-    gradient = np.einsum("bmk,bm->bk", weighted, targets.reshape(batch, 2 * count))
+    # A contiguous transpose lets matmul hand the products to BLAS.
+    weighted_t = np.ascontiguousarray(np.swapaxes(weighted, 1, 2))
+    hessian = np.matmul(weighted_t, rows)
+    gradient = np.matmul(weighted_t, targets.reshape(batch, 2 * count, 1))[..., 0]
     return hessian, gradient

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import time
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import writing
+from pipelines import accounting, writing
 from pipelines.accounting import image_id_of
+from schemas import DatasetMetadata
 from schemas import rows as columns
 
 
@@ -106,3 +109,43 @@ def known_ids(output: str, name: str) -> list[str]:
     with FileSystems.open(f"{output}/{name}") as handle:
         table = pq.read_table(io.BytesIO(handle.read()), columns=[columns.ID])
     return sorted({image_id_of(row_id) for row_id in table.column(columns.ID).to_pylist()})
+
+
+def finalize(outputs: dict, *, output: str, metadata: DatasetMetadata, plan: RunPlan,
+             run_info: dict) -> None:
+    """Write ``stats.json``, clear the temporary folder, then write ``manifest.json``.
+
+    The manifest is the mark of a complete dataset, so it comes last; it lists the shards and
+    failure files of every run, earlier ones included, and the fingerprint of each run.
+    """
+    stats = accounting.summarise(outputs["counts"])
+    elapsed = time.time() - run_info["started"]
+    stats.update({key: value for key, value in run_info.items() if key != "started"})
+    stats["timings"] = {"wall_seconds": round(elapsed, 3),
+                        "inputs_per_second": round(stats["inputs"] / elapsed, 3)}
+    previous = plan.previous or {"shards": [], "failures": [], "runs": []}
+    new_shards = sorted(outputs["shards"], key=lambda shard: shard["name"])
+    shards = previous["shards"] + [{**shard, "run": plan.run_index} for shard in new_shards]
+    run = {"run": plan.run_index, "shards": len(new_shards),
+           "rows": sum(shard["rows"] for shard in new_shards),
+           "fingerprint": run_info["fingerprint"]}
+    manifest = {
+        "shards": shards,
+        "rows": sum(shard["rows"] for shard in shards),
+        "failures": previous["failures"] + [{**outputs["failures"], "run": plan.run_index}],
+        "runs": previous["runs"] + [run],
+        "metadata": json.loads(json.dumps(dataclasses.asdict(metadata))),
+    }
+    stats["manifest"] = manifest
+    writing.write_json(output, writing.STATS_NAME, stats)
+    writing.remove_temporary(output)
+    writing.write_json(output, writing.MANIFEST_NAME, manifest)
+    # Writing the manifest went through the temporary folder; leave none behind.
+    writing.remove_temporary(output)
+
+
+def completed_by(output: str, fingerprint: str) -> bool:
+    """Whether ``output`` is a complete dataset whose last run had this fingerprint."""
+    manifest = read_manifest(output)
+    return (manifest is not None and manifest["runs"][-1].get("fingerprint") == fingerprint
+            and FileSystems.exists(f"{output}/{writing.STATS_NAME}"))

@@ -5,7 +5,9 @@ Run on the bundled photos with the DirectRunner::
     expnet generate --input examples/faces --output /tmp/expnet-out
 
 Every input ends as exactly one of: a row in ``part-*.parquet``, a failure row in
-``failures/``, or a duplicate count; ``stats.json`` records the counts and checks that.
+``failures/``, a duplicate or (with ``--incremental``) content already in the dataset;
+``stats.json`` records the counts and checks that. ``manifest.json``, written last, lists the
+shards of a complete dataset.
 """
 
 from __future__ import annotations
@@ -27,10 +29,18 @@ from fitting.crop import encode_jpeg, expnet_crop
 from fitting.image import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES, select_faces
 from pipelines import accounting, writing
-from pipelines.dataset import DatasetStateError, RunPlan, plan_run, read_manifest
+from pipelines.dataset import (
+    DatasetStateError,
+    RunPlan,
+    completed_by,
+    finalize,
+    known_ids,
+    plan_run,
+)
 from pipelines.inference import LandmarkModelHandler
 from pipelines.progress import PROGRESS
-from pipelines.sources import Failure, expand_input, read_item
+from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure
+from pipelines.sources import Failure
 from schemas import DatasetMetadata
 from schemas import rows as columns
 
@@ -64,154 +74,6 @@ class FaceRecord:
     crop_landmarks: np.ndarray
     source_landmarks: np.ndarray
     face_box: np.ndarray
-
-
-def _count_failure(failure: Failure) -> Failure:
-    beam.metrics.Metrics.counter("expnet", f"failed_{failure.stage}_{failure.reason}").inc()
-    PROGRESS.add("failures")
-    return failure
-
-
-def _is_failure(element) -> bool:
-    return isinstance(element, Failure)
-
-
-class SplitFailures(beam.PTransform):
-    """One PCollection of results and ``Failure``s -> ``(results, failures)``.
-
-    DoFns here have a single output holding both, split by two filters: tagged outputs are
-    not routed correctly by every runner (Beam's Dask runner mixes them), filters are.
-    """
-
-    def expand(self, mixed):
-        failures = (mixed
-                    | "Failures" >> beam.Filter(_is_failure)
-                    | "CountFailures" >> beam.Map(_count_failure))
-        results = mixed | "Results" >> beam.Filter(lambda element: not _is_failure(element))
-        return results, failures
-
-
-def _read(item, *, max_file_bytes: int):
-    for record in read_item(item, max_file_bytes=max_file_bytes):
-        if _is_failure(record):
-            yield record
-        else:
-            beam.metrics.Metrics.counter("expnet", "inputs").inc()
-            # Plain files cross the deduplication shuffle without their bytes.
-            yield record.without_data()
-
-
-class ReadSources(beam.PTransform):
-    """Input specs -> ``(SourceRecord``s, failures at stage ``read``)."""
-
-    def __init__(self, *, label_from_parent: bool, max_file_bytes: int):
-        super().__init__()
-        self.label_from_parent = label_from_parent
-        self.max_file_bytes = max_file_bytes
-
-    def expand(self, specs):
-        items, expand_failures = (
-            specs
-            | "ExpandInputs" >> beam.FlatMap(expand_input,
-                                             label_from_parent=self.label_from_parent)
-            .with_output_types(Any)
-            | "SplitExpandFailures" >> SplitFailures())
-        records, read_failures = (
-            items
-            | "SpreadItems" >> beam.Reshuffle()
-            | "ReadItems" >> beam.FlatMap(_read, max_file_bytes=self.max_file_bytes)
-            .with_output_types(Any)
-            | "SplitReadFailures" >> SplitFailures())
-        failures = (expand_failures, read_failures) | "ReadFailures" >> beam.Flatten()
-        return records, failures
-
-
-KNOWN = "known"  # marks a content id already in the dataset (incremental runs)
-
-
-class KeepSmallestUri(beam.CombineFn):
-    """Keeps the record with the smallest URI; the others become duplicates.
-
-    The accumulator is ``(best, duplicates, known)``: ``known`` is set when the id is
-    already in the dataset, in which case every record of it is ``existing`` instead.
-    """
-
-    def create_accumulator(self):
-        return None, [], False
-
-    def add_input(self, accumulator, record):
-        if record == KNOWN:
-            return self.merge_accumulators([accumulator, (None, [], True)])
-        return self.merge_accumulators([accumulator, (record, [], False)])
-
-    def merge_accumulators(self, accumulators):
-        best, duplicates, known = None, [], False
-        for record, others, record_known in accumulators:
-            duplicates.extend(others)
-            known = known or record_known
-            if record is None:
-                continue
-            if best is None or record.uri < best.uri:
-                if best is not None:
-                    duplicates.append((best.source, best.uri))
-                best = record
-            else:
-                duplicates.append((record.source, record.uri))
-        return best, duplicates, known
-
-    def extract_output(self, accumulator):
-        return accumulator
-
-
-def _survivor(kept):
-    best, _, known = kept
-    return [] if best is None or known else [best]
-
-
-def _duplicates(kept):
-    _, duplicates, known = kept
-    return [] if known else duplicates
-
-
-def _existing(kept):
-    best, duplicates, known = kept
-    if not known:
-        return []
-    return ([(best.source, best.uri)] if best is not None else []) + duplicates
-
-
-class Deduplicate(beam.PTransform):
-    """One survivor per content id (smallest URI wins).
-
-    Returns ``(survivors, duplicates, existing)``, the last two as ``(source, uri)``;
-    ``existing`` are inputs whose content id is in ``known_ids`` (an incremental run).
-    """
-
-    def __init__(self, known_ids=None):
-        super().__init__()
-        self.known_ids = known_ids
-
-    def expand(self, records):
-        keyed = records | "KeyByContent" >> beam.Map(lambda record: (record.content_id, record))
-        if self.known_ids is not None:
-            known = self.known_ids | "MarkKnown" >> beam.Map(lambda known_id: (known_id, KNOWN))
-            keyed = (keyed, known) | "WithKnownIds" >> beam.Flatten()
-        kept = (keyed
-                | "KeepOnePerId" >> beam.CombinePerKey(KeepSmallestUri())
-                | "DropKeys" >> beam.Values())
-        survivors = kept | "Survivors" >> beam.FlatMap(_survivor)
-        duplicates = (kept
-                      | "Duplicates" >> beam.FlatMap(_duplicates)
-                      | "CountDuplicates" >> beam.Map(_count_outcome, "duplicates"))
-        existing = (kept
-                    | "Existing" >> beam.FlatMap(_existing)
-                    | "CountExisting" >> beam.Map(_count_outcome, "existing"))
-        return survivors, duplicates, existing
-
-
-def _count_outcome(element, name: str):
-    beam.metrics.Metrics.counter("expnet", name).inc()
-    return element
 
 
 DETECT_BUCKETS = 64
@@ -254,7 +116,7 @@ class DecodeDoFn(beam.DoFn):
         decoded = []
         for record in records:
             record = record.with_data(max_file_bytes=self.max_file_bytes)
-            if _is_failure(record):
+            if is_failure(record):
                 yield record
                 continue
             meta = ImageMeta(record.content_id, record.uri, record.source, record.label,
@@ -581,14 +443,14 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     is also the single leaf: Beam's Dask runner computes only the graph of the last step.)
     """
     output = options.output.rstrip("/")
-    known_ids = None
+    earlier_ids = None
     if plan.previous_files:
-        known_ids = (pipeline
-                     | "EarlierFiles" >> beam.Create(plan.previous_files)
-                     | "KnownIds" >> beam.FlatMap(lambda name: known_ids_of(output, name)))
+        earlier_ids = (pipeline
+                       | "EarlierFiles" >> beam.Create(plan.previous_files)
+                       | "KnownIds" >> beam.FlatMap(lambda name: known_ids(output, name)))
     labelled = (pipeline
                 | "InputSpecs" >> beam.Create(list(options.input))
-                | "Label" >> LabelFaces(options, metadata.model_hash, known_ids))
+                | "Label" >> LabelFaces(options, metadata.model_hash, earlier_ids))
     rows = labelled["rows"] | "Rows" >> beam.Values()
     shards = (rows
               | "WriteShards" >> writing.WriteShards(output, metadata,
@@ -615,39 +477,6 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
                                      run_info=run_info))
 
 
-def finalize(outputs: dict, *, output: str, metadata: DatasetMetadata, plan: RunPlan,
-             run_info: dict) -> None:
-    """Write ``stats.json``, clear the temporary folder, then write ``manifest.json``.
-
-    The manifest is the mark of a complete dataset, so it comes last; it lists the shards and
-    failure files of every run, earlier ones included, and the fingerprint of each run.
-    """
-    stats = accounting.summarise(outputs["counts"])
-    elapsed = time.time() - run_info["started"]
-    stats.update({key: value for key, value in run_info.items() if key != "started"})
-    stats["timings"] = {"wall_seconds": round(elapsed, 3),
-                        "inputs_per_second": round(stats["inputs"] / elapsed, 3)}
-    previous = plan.previous or {"shards": [], "failures": [], "runs": []}
-    new_shards = sorted(outputs["shards"], key=lambda shard: shard["name"])
-    shards = previous["shards"] + [{**shard, "run": plan.run_index} for shard in new_shards]
-    run = {"run": plan.run_index, "shards": len(new_shards),
-           "rows": sum(shard["rows"] for shard in new_shards),
-           "fingerprint": run_info["fingerprint"]}
-    manifest = {
-        "shards": shards,
-        "rows": sum(shard["rows"] for shard in shards),
-        "failures": previous["failures"] + [{**outputs["failures"], "run": plan.run_index}],
-        "runs": previous["runs"] + [run],
-        "metadata": json.loads(json.dumps(dataclasses.asdict(metadata))),
-    }
-    stats["manifest"] = manifest
-    writing.write_json(output, writing.STATS_NAME, stats)
-    writing.remove_temporary(output)
-    writing.write_json(output, writing.MANIFEST_NAME, manifest)
-    # Writing the manifest went through the temporary folder; leave none behind.
-    writing.remove_temporary(output)
-
-
 # Flags that change what a run writes; two runs with equal values write equal datasets.
 FINGERPRINT_FLAGS = ("input", "crop_size", "jpeg_quality", "faces", "label_from_parent",
                      "num_shards", "subject_chunk_size", "max_pixels", "max_file_bytes",
@@ -664,12 +493,6 @@ def run_fingerprint(options: GenerateOptions, metadata: DatasetMetadata) -> str:
                      landmarker_version=metadata.landmarker_version,
                      pipeline_version=metadata.pipeline_version)
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
-
-
-def known_ids_of(output: str, name: str) -> list[str]:
-    from pipelines.dataset import known_ids
-
-    return known_ids(output, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -727,13 +550,6 @@ def run(argv=None) -> dict:
     if not options.quiet:
         print(summary.format_summary(stats, output))
     return stats
-
-
-def completed_by(output: str, fingerprint: str) -> bool:
-    """Whether ``output`` is a complete dataset whose last run had this fingerprint."""
-    manifest = read_manifest(output)
-    return (manifest is not None and manifest["runs"][-1].get("fingerprint") == fingerprint
-            and FileSystems.exists(f"{output}/{writing.STATS_NAME}"))
 
 
 def describe_run(options: GenerateOptions, metadata: DatasetMetadata,

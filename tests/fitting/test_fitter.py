@@ -122,6 +122,31 @@ def test_results_do_not_depend_on_chunking_or_batch_company(synthetic_model):
     np.testing.assert_allclose(alone.expression[0], together.expression[0], atol=1e-8)
 
 
+@pytest.mark.parametrize("slide_contour", [False, True])
+def test_shared_landmark_weights_give_the_per_face_weighted_fit(fit_model, slide_contour):
+    rng = np.random.default_rng(45)
+    truth = _faces(fit_model, 12, rng)
+    landmarks = _landmarks(fit_model, truth, rng, noise_px=1.0, slide_contour=slide_contour)
+    profile = rng.uniform(0.2, 3.0, 68)
+    profile[[3, 20, 50]] = 0.0  # ignored landmarks, also on the jaw
+    shared = fit_landmarks(fit_model, landmarks, landmark_weights=np.tile(profile, (12, 1)),
+                           slide_contour=slide_contour)
+    # One more face with other weights in the same chunk sends the chunk down the per-face
+    # weighted path; the first 12 faces are the same problems.
+    weights = np.vstack([np.tile(profile, (12, 1)), 0.5 * profile[None]])
+    mixed = fit_landmarks(fit_model, np.vstack([landmarks, landmarks[:1]]),
+                          landmark_weights=weights, slide_contour=slide_contour)
+    # The same normal equations summed in another order: equal up to rounding.
+    np.testing.assert_allclose(shared.expression, mixed.expression[:12], atol=1e-8)
+    np.testing.assert_allclose(shared.identity, mixed.identity[:12], atol=1e-8)
+    np.testing.assert_allclose(shared.rotation, mixed.rotation[:12], atol=1e-10)
+    np.testing.assert_allclose(shared.residual, mixed.residual[:12], rtol=1e-8)
+    np.testing.assert_array_equal(shared.converged, mixed.converged[:12])
+    # And the weights matter: the unweighted fit of the same faces differs.
+    unweighted = fit_landmarks(fit_model, landmarks, slide_contour=slide_contour)
+    assert np.abs(unweighted.expression - shared.expression).max() > 1e-3
+
+
 def test_contour_sliding_recovers_silhouette_landmarks(fit_model):
     rng = np.random.default_rng(50)
     truth = _faces(fit_model, 48, rng, yaw=40.0)

@@ -100,3 +100,22 @@ def test_solve_spd_matches_lu_and_falls_back_on_indefinite_systems():
                                atol=1e-12)  # the LU fallback solves it exactly
     with pytest.raises(ValueError, match=r"\(B, K, K\)"):
         solve_spd(np.zeros((2, 3, 4)), np.zeros((2, 3)))
+
+
+def test_solve_spd_in_place_falls_back_with_the_original_matrix():
+    rng = np.random.default_rng(6)
+    eigenvalues = np.array([2.0, -1.0, 0.5, 3.0, 1.5])
+    basis = np.linalg.qr(rng.normal(size=(5, 5)))[0]
+    indefinite = (basis * eigenvalues) @ basis.T  # symmetric, dense, not positive definite
+    design = rng.normal(size=(20, 5))
+    matrices = np.stack([design.T @ design + np.eye(5), indefinite])
+    right_hand_sides = rng.normal(size=(2, 5))
+    expected = np.linalg.solve(matrices, right_hand_sides[..., None])[..., 0]
+    kept = matrices.copy()
+    # Without overwrite the input is left alone; Cholesky and LU agree to rounding.
+    np.testing.assert_allclose(solve_spd(matrices, right_hand_sides), expected, atol=1e-12)
+    np.testing.assert_array_equal(matrices, kept)
+    # In place, the failed Cholesky has written over half of the indefinite matrix; the LU
+    # fallback must see the original: agreement to rounding.
+    solution = solve_spd(matrices, right_hand_sides, overwrite_matrices=True)
+    np.testing.assert_allclose(solution, expected, atol=1e-12)
