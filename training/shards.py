@@ -3,14 +3,16 @@
 A :class:`ShardSet` is the list of Parquet shards behind a dataset, each with its schema
 metadata and the row count of every row group. Paths may be local, any URI pyarrow knows
 (``s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http``, ``gs://``, ``hdfs://``) or
-any fsspec URI; a folder means the ``*.parquet`` files directly inside it (so a run's
-``failures/`` stay out) and a last component with ``*`` or ``?`` is a glob.
+any fsspec URI; a folder means the shards its ``manifest.json`` lists (else the ``*.parquet``
+files directly inside it, so a run's ``failures/`` stay out) and a last component with ``*``
+or ``?`` is a glob.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +78,9 @@ def expand_paths(filesystem: pafs.FileSystem, path: str) -> list[str]:
     if info.type == pafs.FileType.File:
         return [path]
     if info.type == pafs.FileType.Directory:
+        listed = manifest_shards(filesystem, path)
+        if listed is not None:
+            return listed
         listing = filesystem.get_file_info(pafs.FileSelector(path))
         return sorted(entry.path for entry in listing
                       if entry.type == pafs.FileType.File and entry.path.endswith(".parquet"))
@@ -87,6 +92,24 @@ def expand_paths(filesystem: pafs.FileSystem, path: str) -> list[str]:
         return sorted(entry.path for entry in listing if entry.type == pafs.FileType.File
                       and fnmatch.fnmatch(entry.path.rpartition("/")[2], pattern))
     raise FileNotFoundError(f"no shard file or folder at {path!r}")
+
+
+MANIFEST_NAME = "manifest.json"
+
+
+def manifest_shards(filesystem: pafs.FileSystem, folder: str) -> list[str] | None:
+    """The shards a folder's ``manifest.json`` lists, or None when it has no manifest.
+
+    ``expnet generate`` writes the manifest last, so it names exactly the shards of complete
+    runs: shards an interrupted or running incremental run has already renamed into place
+    are not read before their run completes.
+    """
+    path = f"{folder.rstrip('/')}/{MANIFEST_NAME}"
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with filesystem.open_input_stream(path) as handle:
+        manifest = json.loads(handle.read().decode("utf-8"))
+    return [f"{folder.rstrip('/')}/{shard['name']}" for shard in manifest["shards"]]
 
 
 def read_shard(filesystem: pafs.FileSystem, path: str) -> Shard:
