@@ -11,6 +11,8 @@ object storage, as a folder-of-JPEGs loader does). Object storage is a moto S3 s
 the best of ``--repeats`` epochs per loader, the two loaders alternating. Locally it also
 measures CPU time per sample in one process (``DataLoader`` without workers, one torch
 thread, as in a worker), which other work on a shared machine disturbs far less than rates.
+The batched consumer (``ExpressionShards(batch_size=...)`` through ``DataLoader(batch_size=None)``,
+no collate) is timed the same way, alongside.
 """
 
 from __future__ import annotations
@@ -126,16 +128,20 @@ def epoch_rate(loader: DataLoader) -> float:
     return samples / (time.perf_counter() - started)
 
 
-def compare(make_shards, make_files, *, repeats: int, workers: int, batch_size: int) -> dict:
-    """Best and median samples/s of both loaders, measured alternately."""
-    rates = {"shards": [], "files": []}
-    shards = make_shards()
+def compare(make_shards, make_files, make_batched, *, repeats: int, workers: int,
+            batch_size: int) -> dict:
+    """Best and median samples/s of the three loaders, measured in turn."""
+    rates = {"shards": [], "files": [], "batched": []}
+    shards, batched = make_shards(), make_batched()
     for repeat in range(repeats):
         shards.set_epoch(repeat)
+        batched.set_epoch(repeat)
         rates["shards"].append(epoch_rate(DataLoader(shards, batch_size=batch_size,
                                                      num_workers=workers)))
         rates["files"].append(epoch_rate(DataLoader(make_files(), batch_size=batch_size,
                                                     num_workers=workers, shuffle=True)))
+        rates["batched"].append(epoch_rate(DataLoader(batched, batch_size=None,
+                                                      num_workers=workers)))
     return {name: (max(values), statistics.median(values)) for name, values in rates.items()}
 
 
@@ -148,18 +154,21 @@ def cpu_per_sample(loader: DataLoader) -> float:
     return 1e6 * (time.process_time() - started) / samples
 
 
-def compare_cpu(make_shards, make_files, *, repeats: int, batch_size: int) -> dict:
-    """Lowest and median CPU microseconds per sample of both loaders, measured alternately."""
+def compare_cpu(make_shards, make_files, make_batched, *, repeats: int,
+                batch_size: int) -> dict:
+    """Lowest and median CPU microseconds per sample of the three loaders, in turn."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what each DataLoader worker runs with
     try:
-        times = {"shards": [], "files": []}
-        shards = make_shards()
+        times = {"shards": [], "files": [], "batched": []}
+        shards, batched = make_shards(), make_batched()
         for repeat in range(repeats):
             shards.set_epoch(repeat)
+            batched.set_epoch(repeat)
             times["shards"].append(cpu_per_sample(DataLoader(shards, batch_size=batch_size)))
             times["files"].append(cpu_per_sample(DataLoader(make_files(), batch_size=batch_size,
                                                             shuffle=True)))
+            times["batched"].append(cpu_per_sample(DataLoader(batched, batch_size=None)))
     finally:
         torch.set_num_threads(threads)
     return {name: (min(values), statistics.median(values)) for name, values in times.items()}
@@ -201,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(temporary)
         names, labels = make_data(folder, args.images, args.size, args.shards)
         local = (lambda: ExpressionShards(folder / "shards", seed=0),
-                 lambda: LocalFiles(folder / "files", names, labels))
+                 lambda: LocalFiles(folder / "files", names, labels),
+                 lambda: ExpressionShards(folder / "shards", seed=0,
+                                          batch_size=args.batch_size))
         results["local disk"] = compare(*local, **options)
         cpu = compare_cpu(*local, repeats=args.repeats, batch_size=args.batch_size)
         if not args.skip_s3:
@@ -219,26 +230,33 @@ def main(argv: list[str] | None = None) -> int:
                                        region="us-east-1")
                 results["object storage (moto S3)"] = compare(
                     lambda: ExpressionShards(f"s3://{BUCKET}/shards", seed=0, filesystem=s3),
-                    lambda: S3Files(endpoint, names, labels), **options)
+                    lambda: S3Files(endpoint, names, labels),
+                    lambda: ExpressionShards(f"s3://{BUCKET}/shards", seed=0, filesystem=s3,
+                                             batch_size=args.batch_size), **options)
             finally:
                 server.stop()
     print(f"{args.images} synthetic JPEGs {args.size}x{args.size} (q95, about 20 kB), "
           f"{args.workers} workers, batch {args.batch_size}, best (median) of {args.repeats} "
           f"epochs, torch {torch.__version__}, {os.cpu_count()} CPUs")
-    print("| storage | shards samples/s | files samples/s | ratio (best) | ratio (median) |")
-    print("|---|---|---|---|---|")
+    print("| storage | consumer | consumer samples/s | files samples/s | ratio (best) "
+          "| ratio (median) |")
+    print("|---|---|---|---|---|---|")
     for storage, rates in results.items():
-        (shards_best, shards_median), (files_best, files_median) = (rates["shards"],
-                                                                     rates["files"])
-        print(f"| {storage} | {shards_best:.0f} ({shards_median:.0f}) | {files_best:.0f} "
-              f"({files_median:.0f}) | {shards_best / files_best:.2f} | "
-              f"{shards_median / files_median:.2f} |")
+        files_best, files_median = rates["files"]
+        for name in ("shards", "batched"):
+            best, median = rates[name]
+            print(f"| {storage} | {name} | {best:.0f} ({median:.0f}) | {files_best:.0f} "
+                  f"({files_median:.0f}) | {best / files_best:.2f} | "
+                  f"{median / files_median:.2f} |")
     print(f"\nLocal disk, CPU time per sample in one process (lowest (median) of {args.repeats})")
-    print("| shards us/sample | files us/sample | shards / files (lowest) | (median) |")
-    print("|---|---|---|---|")
-    (shards_low, shards_median), (files_low, files_median) = cpu["shards"], cpu["files"]
-    print(f"| {shards_low:.0f} ({shards_median:.0f}) | {files_low:.0f} ({files_median:.0f}) | "
-          f"{shards_low / files_low:.2f} | {shards_median / files_median:.2f} |")
+    print("| consumer | consumer us/sample | files us/sample | consumer / files (lowest) "
+          "| (median) |")
+    print("|---|---|---|---|---|")
+    files_low, files_median = cpu["files"]
+    for name in ("shards", "batched"):
+        low, median = cpu[name]
+        print(f"| {name} | {low:.0f} ({median:.0f}) | {files_low:.0f} ({files_median:.0f}) | "
+              f"{low / files_low:.2f} | {median / files_median:.2f} |")
     return 0
 
 

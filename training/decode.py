@@ -52,7 +52,7 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class ResizeImage:
-    """Resize a (3, H, W) float image to (3, size, size); a no-op when it already is.
+    """Resize a (3, H, W) image or (B, 3, H, W) batch to size x size; a no-op when it already is.
 
     A class rather than a lambda so DataLoader workers can receive it by pickling.
     """
@@ -65,9 +65,13 @@ class ResizeImage:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if image.shape[-2:] == (self.size, self.size):
             return image
-        resized = F.interpolate(image.unsqueeze(0), size=(self.size, self.size),
-                                mode="bilinear", align_corners=False, antialias=True)
-        return resized.squeeze(0).clamp_(0.0, 1.0)
+        if image.ndim not in (3, 4):
+            raise ValueError(f"expected a (3, H, W) image or (B, 3, H, W) batch, "
+                             f"got {tuple(image.shape)}")
+        batch = image.unsqueeze(0) if image.ndim == 3 else image
+        resized = F.interpolate(batch, size=(self.size, self.size), mode="bilinear",
+                                align_corners=False, antialias=True).clamp_(0.0, 1.0)
+        return resized.squeeze(0) if image.ndim == 3 else resized
 
     def __repr__(self) -> str:
         return f"ResizeImage({self.size})"

@@ -211,9 +211,11 @@ def train_processes(args: argparse.Namespace, processes: Processes) -> list[dict
     val_loader = None
     if args.val:
         # Every validation row once over the ranks; evaluation needs no equal lengths.
-        val_data = ExpressionShards(args.val, shuffle=False, transform=resize, **ranks)
+        # Batched reading (no collate): the same rows, each worker's last batch short.
+        val_data = ExpressionShards(args.val, shuffle=False, transform=resize,
+                                    batch_size=args.batch_size, **ranks)
         check_same_model(labels, label_model(val_data), "--val")
-        val_loader = DataLoader(val_data, batch_size=args.batch_size, num_workers=args.workers)
+        val_loader = DataLoader(val_data, batch_size=None, num_workers=args.workers)
     network = ExpNet(backbone=args.backbone).to(device)
     optimizer = make_optimizer(args.optimizer, network.parameters(), lr=args.lr,
                                weight_decay=args.weight_decay)

@@ -221,3 +221,78 @@ def test_cv2_decode_gives_rgb_pixels_of_the_bgr_decode(latent_shards):
     np.testing.assert_array_equal(decode_image(data), bgr[:, :, ::-1])
     with pytest.raises(ValueError, match="cannot decode"):
         decode_image(b"not an image")
+
+
+def epoch_batches(folder, *, rank, world_size, batch_size, batched, workers=2, **options):
+    """(ids, expressions, images) batches of one simulated rank, per-sample or batched."""
+    dataset = ExpressionShards(
+        folder, rank=rank, world_size=world_size, seed=3, shuffle_buffer=8,
+        columns=[columns.ID, columns.IMAGE, columns.EXPRESSION],
+        batch_size=batch_size if batched else None, **options)
+    dataset.set_epoch(1)
+    loader = DataLoader(dataset, batch_size=None if batched else batch_size,
+                        num_workers=workers)
+    return [(batch[columns.ID], batch[columns.EXPRESSION], batch[columns.IMAGE])
+            for batch in loader]
+
+
+def test_batched_matches_per_sample_rows_and_pixels_over_ranks_and_workers(many_groups):
+    seen = []
+    for rank in range(2):
+        per_sample = epoch_batches(many_groups, rank=rank, world_size=2, batch_size=5,
+                                   batched=False)
+        batched = epoch_batches(many_groups, rank=rank, world_size=2, batch_size=5,
+                                batched=True)
+        assert len(batched) == len(per_sample)
+        for (ids, expressions, images), (ids_b, expressions_b, images_b) in zip(per_sample,
+                                                                                batched):
+            assert ids_b == ids
+            assert images_b.shape == images.shape and images_b.dtype == torch.float32
+            assert images_b.is_contiguous(memory_format=torch.channels_last)
+            # The same libjpeg decode and the same x / 255: bit-identical, not just close.
+            assert torch.equal(expressions_b, expressions)
+            assert torch.equal(images_b, images)
+            seen.extend(ids_b)
+    assert sorted(seen) == sorted(shard_ids(many_groups))  # every row once over 2 x 2
+
+
+def test_batched_last_batch_of_each_worker_is_short_or_dropped(many_groups):
+    # 101 rows, 1 rank, 2 workers: 51 and 50 rows; batches of 8 end in 3 and 2 rows.
+    sizes = [len(ids) for ids, _, _ in epoch_batches(many_groups, rank=0, world_size=1,
+                                                     batch_size=8, batched=True)]
+    assert sorted(sizes) == [2, 3] + [8] * 12
+    dataset = ExpressionShards(many_groups, seed=3, batch_size=8, columns=[columns.ID])
+    assert dataset.num_batches(num_workers=2) == 14
+    assert len(dataset) == 101  # len stays the sample count
+    # drop_last: 3 ranks x 33 rows, workers 17 + 16 rows, 2 full batches each, rest dropped.
+    dropped = ExpressionShards(many_groups, rank=1, world_size=3, drop_last=True, seed=3,
+                               batch_size=8, columns=[columns.ID])
+    loader = DataLoader(dropped, batch_size=None, num_workers=2)
+    assert [len(batch[columns.ID]) for batch in loader] == [8, 8, 8, 8]
+    assert dropped.num_batches(num_workers=2) == 4
+
+
+def test_batched_tuple_output_through_dataloader_without_collate(latent_shards):
+    per_sample = list(ExpressionShards(latent_shards, shuffle=False))
+    shards = ExpressionShards(latent_shards, shuffle=False, batch_size=12,
+                              transform=ResizeImage(16))
+    batches = list(DataLoader(shards, batch_size=None, num_workers=1))
+    assert [tuple(images.shape) for images, _ in batches] == [(12, 3, 16, 16)] * 2 + [
+        (8, 3, 16, 16)]
+    expressions = torch.cat([expressions for _, expressions in batches])
+    torch.testing.assert_close(expressions, torch.stack([row[1] for row in per_sample]),
+                               rtol=0, atol=0)  # labels are copied, never recomputed
+    # The transform got the whole batch; resizing a batch equals resizing each image.
+    first = torch.stack([ResizeImage(16)(row[0]) for row in per_sample[:12]])
+    torch.testing.assert_close(batches[0][0], first, rtol=0, atol=1e-6)  # float rounding only
+
+
+def test_batched_images_of_different_sizes_raise(tmp_path):
+    write_shard(tmp_path / "a.parquet", latent_rows(3, seed=0, image_size=16, prefix="a")
+                + latent_rows(3, seed=1, image_size=24, prefix="b"))
+    shards = ExpressionShards(tmp_path, shuffle=False, batch_size=6)
+    with pytest.raises(ValueError, match=r"differ in size.*\(16, 16, 3\).*\(24, 24, 3\)|"
+                                         r"differ in size.*\(24, 24, 3\).*\(16, 16, 3\)"):
+        next(iter(shards))
+    with pytest.raises(ValueError, match="batch_size"):
+        ExpressionShards(tmp_path, batch_size=0)
