@@ -191,7 +191,7 @@ def fit_landmarks(
     slide_contour: bool = True,
     contour_updates: int = 20,
     min_landmarks: int = 8,
-    chunk_size: int = 64,
+    chunk_size: int = 128,
 ) -> FitBatch:
     """Fit pose, identity and expression to a batch of 68-point landmark sets.
 
@@ -236,7 +236,9 @@ def fit_landmarks(
         Fewest landmarks with positive weight for a fit (>= 4).
     chunk_size : int
         Faces processed together; subjects are never split, so a chunk holds at least one
-        whole subject. Bounds memory at about ``chunk_size * (K_id + 29)^2`` floats.
+        whole subject. Bounds memory at about ``chunk_size * (K_id + 29)^2`` floats. The
+        default is the fastest on one core (per-call numpy overhead against cache size;
+        ``benchmarks/RESULTS.md``, "Fitter").
 
     Returns
     -------
@@ -309,6 +311,8 @@ class _Design:
     landmarks: np.ndarray       # (68,) local index of each landmark vertex
     candidates: np.ndarray | None  # (17, C) local candidate indices, -1 padded
     sliding_candidates: np.ndarray  # (J, C) local candidates of the sliding landmarks, 0 padded
+    sliding_mean: np.ndarray    # (J, C, 3) ``mean`` of those candidates (gathered once)
+    sliding_basis: np.ndarray   # (J, C, 3, K) ``basis`` of those candidates (gathered once)
     fixed: np.ndarray           # iBUG indices whose vertex never changes
     sliding: np.ndarray         # iBUG indices that slide (empty when not sliding)
     fixed_basis_flat: np.ndarray  # (3F, K) basis of the fixed landmarks
@@ -351,6 +355,8 @@ def _build_design(model: MorphableModel, sliding: bool) -> _Design:
     mean = model.mean[vertices] - centre
     frontal = mean[landmarks]
     stand_in = np.stack([frontal[:, 0], -frontal[:, 1]], axis=1)
+    sliding_candidates = (candidates[sliding_landmarks].clip(min=0) if sliding
+                          else np.zeros((0, 1), dtype=np.int64))
     return _Design(
         mean=mean,
         centre=centre,
@@ -358,8 +364,9 @@ def _build_design(model: MorphableModel, sliding: bool) -> _Design:
         basis_flat=np.ascontiguousarray(basis.transpose(2, 0, 1).reshape(size, -1)),
         landmarks=landmarks,
         candidates=candidates,
-        sliding_candidates=(candidates[sliding_landmarks].clip(min=0) if sliding
-                            else np.zeros((0, 1), dtype=np.int64)),
+        sliding_candidates=sliding_candidates,
+        sliding_mean=mean[sliding_candidates],
+        sliding_basis=basis[sliding_candidates],
         fixed=fixed,
         sliding=sliding_landmarks,
         fixed_basis_flat=np.ascontiguousarray(fixed_basis.reshape(-1, size)),
@@ -468,8 +475,11 @@ def _jaw_weights(design: _Design, positions: np.ndarray, rotation: np.ndarray) -
     """(B, J, C) blend weights of the sliding landmarks' candidates; (B, 0, 1) if none slide."""
     if not len(design.sliding):
         return np.zeros((len(positions), 0, 1))
-    candidate_points = positions[:, design.candidates.clip(min=0)]
-    return contour_weights(candidate_points, design.candidates, rotation)[:, design.sliding]
+    # ``take`` keeps the gathers C-ordered (fancy indexing on axis 1 would not; see
+    # :func:`fitting.linearize.normal_equations`).
+    candidate_points = np.take(positions, design.candidates.clip(min=0), axis=1)
+    return np.take(contour_weights(candidate_points, design.candidates, rotation),
+                   design.sliding, axis=1)
 
 
 def _blend(jaw: np.ndarray, values: np.ndarray, *, per_face: bool) -> np.ndarray:
@@ -485,10 +495,10 @@ def _blend(jaw: np.ndarray, values: np.ndarray, *, per_face: bool) -> np.ndarray
 
 def _landmark_points(design: _Design, positions: np.ndarray, jaw: np.ndarray) -> np.ndarray:
     """(B, 68, 3) landmark positions: fixed vertices, and the blended jaw for sliding ones."""
-    points = positions[:, design.landmarks]
+    points = np.take(positions, design.landmarks, axis=1)
     if len(design.sliding):
-        points[:, design.sliding] = _blend(jaw, positions[:, design.sliding_candidates],
-                                           per_face=True)
+        points[:, design.sliding] = _blend(
+            jaw, np.take(positions, design.sliding_candidates, axis=1), per_face=True)
     return points
 
 
@@ -506,9 +516,8 @@ def _step(design: _Design, landmarks, weights, groups, precision, coefficients, 
     mean_points = design.mean[design.landmarks][None].repeat(batch, axis=0)
     varying_basis = None
     if len(sliding):
-        mean_points[:, sliding] = _blend(jaw, design.mean[design.sliding_candidates],
-                                         per_face=False)
-        varying_basis = _blend(jaw, design.basis[design.sliding_candidates], per_face=False)
+        mean_points[:, sliding] = _blend(jaw, design.sliding_mean, per_face=False)
+        varying_basis = _blend(jaw, design.sliding_basis, per_face=False)
     hessian, gradient = normal_equations(
         landmarks=landmarks, weights=weights if shared_weights is False else None,
         shared_weights=None if shared_weights is False else shared_weights,

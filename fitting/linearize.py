@@ -110,8 +110,10 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
         # Every landmark fixed (no sliding): no gathering copies.
         fixed_targets, fixed_pose = targets, pose_columns
     else:
-        fixed_targets = targets[:, fixed]
-        fixed_pose = pose_columns[:, :, fixed]                          # (B, 6, F, 2)
+        # ``take`` gives C-ordered copies; fancy indexing (``a[:, idx]``) would put the
+        # landmark axis outermost in memory, and every later reshape would copy again.
+        fixed_targets = np.take(targets, fixed, axis=1)
+        fixed_pose = np.take(pose_columns, fixed, axis=2)               # (B, 6, F, 2)
     varying_weights = None
     if shared_weights is not None:
         # Rows scaled by sqrt(w) make the weighted problem an unweighted one.
@@ -134,11 +136,34 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
         [lifted_targets.reshape(batch, -1) @ fixed_basis_flat,
          np.matmul(pose_rows_t, fixed_targets.reshape(batch, 2 * count, 1))[..., 0]], axis=1)
     if len(varying):
-        extra_hessian, extra_gradient = _direct(
-            varying_basis, projection, pose_jacobian[:, varying], targets[:, varying],
-            varying_weights)
+        extra_hessian, extra_gradient = _varying(
+            varying_basis, projection, np.take(pose_columns, varying, axis=2),
+            np.take(targets, varying, axis=1), varying_weights)
         hessian += extra_hessian
         gradient += extra_gradient
+    return hessian, gradient
+
+
+def _varying(basis: np.ndarray, projection: np.ndarray, pose_columns: np.ndarray,
+             targets: np.ndarray, weights: np.ndarray | None):
+    """Normal equations of the landmarks whose basis rows differ per face (sliding jaw).
+
+    The same sums as :func:`_direct`, with the rows ``[A_i J_i]`` written into one array
+    (no concatenation copy). basis (B, J, 3, K), projection (B, 2, 3), pose_columns
+    (B, 6, J, 2), targets (B, J, 2), weights (1, J, 1) or None.
+    """
+    batch, count = targets.shape[:2]
+    size = basis.shape[3]
+    rows = np.empty((batch, count, 2, size + POSE_DIM))
+    np.matmul(projection[:, None], basis, out=rows[..., :size])
+    rows[..., size:] = np.moveaxis(pose_columns, 1, 3)
+    rows = rows.reshape(batch, 2 * count, size + POSE_DIM)
+    if weights is None:
+        weighted_t = np.ascontiguousarray(np.swapaxes(rows, 1, 2))
+    else:
+        weighted_t = np.ascontiguousarray(np.swapaxes(rows * np.repeat(weights, 2, axis=1), 1, 2))
+    hessian = np.matmul(weighted_t, rows)
+    gradient = np.matmul(weighted_t, targets.reshape(batch, 2 * count, 1))[..., 0]
     return hessian, gradient
 
 
