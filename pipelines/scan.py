@@ -263,7 +263,9 @@ def _read_failures(output: str, problems: list) -> pa.Table:
         name = f"{writing.FAILURES_DIR}/{_base_name(item.path)}"
         try:
             with _open(item.path) as handle:
-                table = pq.read_table(handle)
+                # No Arrow threads on a Python file object: one left reading it at interpreter
+                # exit aborts the process ("terminate called without an active exception").
+                table = pq.read_table(handle, use_threads=False, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as error:
             problems.append(f"{name}: unreadable failure file: {error}")
             continue

@@ -41,8 +41,11 @@ def _label_lines(output: str, shards: list, count: int) -> list[str]:
         if not shard["rows"]:
             continue
         with FileSystems.open(f"{output}/{shard['name']}") as handle:
+            # No Arrow threads on a Python file object: one left reading it at interpreter
+            # exit aborts the process ("terminate called without an active exception").
             table = pq.read_table(handle, columns=[columns.SOURCE_URI, columns.EXPRESSION,
-                                                   columns.YAW, columns.FIT_RESIDUAL])
+                                                   columns.YAW, columns.FIT_RESIDUAL],
+                                  use_threads=False, pre_buffer=False)
         for row in table.slice(0, count - len(lines)).to_pylist():
             expression = np.array(row[columns.EXPRESSION])
             head = " ".join(f"{value:+.2f}" for value in expression[:6])
