@@ -189,12 +189,15 @@ class DetectAndCrop(beam.PTransform):
 
 @beam.typehints.with_output_types(Any)
 class FitDoFn(beam.DoFn):
-    """``(pooled, faces)`` -> ``(source, row)`` per fitted face, or ``fit`` failures.
+    """``(pooled, faces)`` -> ``(source, PendingRow)`` per fitted face, or ``fit`` failures.
+
+    The row itself is parked beside the face's crop in ``output``'s temporary folder.
 
     The faces share one identity when ``pooled`` (they are one subject's).
     """
 
-    def __init__(self, model_spec: str, model_hash: str, landmarker: str):
+    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str):
+        self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
@@ -229,7 +232,7 @@ class FitDoFn(beam.DoFn):
             PROGRESS.add("rows")
             row = to_row(face, fit, index, landmarker=self.landmarker,
                          model_id=self.model.model_id)
-            yield face.image.source, writing.pending_row(row, face.crop_bytes)
+            yield face.image.source, writing.park_row(self.output, row, face.crop_bytes)
 
 
 def _floats(values) -> np.ndarray:
@@ -285,7 +288,9 @@ def _fit_chunks(element, *, subject_chunk_size: int):
 
 
 class FitMorphableModel(beam.PTransform):
-    """Faces -> ``(source, row)``; identity pooled per subject where subjects are known.
+    """Faces -> ``(source, PendingRow)``; identity pooled per subject where subjects are known.
+
+    Fitted rows are parked in ``output``'s temporary folder (``writing.park_row``).
 
     Faces are grouped (a GroupByKey) by subject, or by a hash bucket when they have none, and
     fitted in chunks sorted by id: a subject's faces share one identity (large subjects are
@@ -294,9 +299,10 @@ class FitMorphableModel(beam.PTransform):
     ``BatchElements`` would lose its last batch on the Dask runner.
     """
 
-    def __init__(self, model_spec: str, model_hash: str, landmarker: str, *,
+    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
                  subject_chunk_size: int):
         super().__init__()
+        self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
@@ -308,8 +314,8 @@ class FitMorphableModel(beam.PTransform):
                 | "GroupForFit" >> beam.GroupByKey()
                 | "ChunkGroups" >> beam.FlatMap(_fit_chunks,
                                                 subject_chunk_size=self.subject_chunk_size)
-                | "FitMorphableModel" >> beam.ParDo(FitDoFn(self.model_spec, self.model_hash,
-                                                            self.landmarker))
+                | "FitMorphableModel" >> beam.ParDo(FitDoFn(self.output, self.model_spec,
+                                                            self.model_hash, self.landmarker))
                 | "SplitFitFailures" >> SplitFailures())
 
 
@@ -337,7 +343,7 @@ class LabelFaces(beam.PTransform):
             handler, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
             jpeg_quality=opts.jpeg_quality)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
-            opts.model, self.model_hash, opts.landmarker,
+            opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
             subject_chunk_size=opts.subject_chunk_size)
         failures = ((decode_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
