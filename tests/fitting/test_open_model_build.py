@@ -109,15 +109,21 @@ def sphere(radius: float = 50.0, step_degrees: float = 1.0):
     return radius * points, np.rad2deg(lon.ravel())
 
 
-def test_contour_candidates_follow_the_silhouette_of_a_sphere():
-    vertices, longitude = sphere()
+def equator_jaw_landmarks(vertices: np.ndarray, longitude: np.ndarray) -> np.ndarray:
+    """68 landmark vertices whose jaw points sit on the equator at 80 degrees from the front,
+    left and right, and the chin (8) straight ahead."""
     landmarks = np.zeros(68, dtype=np.int64)
     on_equator = np.abs(vertices[:, 1]) < 1e-9
     for jaw in range(17):
-        # Jaw landmarks on the equator at 80 degrees from the front, left and right.
         angle = -80.0 if jaw < 8 else 80.0
         landmarks[jaw] = np.flatnonzero(on_equator & np.isclose(longitude, angle))[0]
     landmarks[8] = np.flatnonzero(on_equator & np.isclose(longitude, 0.0))[0]
+    return landmarks
+
+
+def test_contour_candidates_follow_the_silhouette_of_a_sphere():
+    vertices, longitude = sphere()
+    landmarks = equator_jaw_landmarks(vertices, longitude)
     # No depth limit here: on a sphere the silhouette moves 44 mm behind the landmarks.
     table = contour_candidates(vertices, landmarks, band=0.5, yaw_step=3.0, max_yaw=60.0,
                                max_depth=np.inf)
@@ -139,11 +145,7 @@ def test_contour_candidates_follow_the_silhouette_of_a_sphere():
 
 def test_contour_candidates_stay_within_the_depth_limit():
     vertices, longitude = sphere()
-    landmarks = np.zeros(68, dtype=np.int64)
-    on_equator = np.abs(vertices[:, 1]) < 1e-9
-    for jaw in range(17):
-        angle = -80.0 if jaw < 8 else 80.0
-        landmarks[jaw] = np.flatnonzero(on_equator & np.isclose(longitude, angle))[0]
+    landmarks = equator_jaw_landmarks(vertices, longitude)
     limited = contour_candidates(vertices, landmarks, band=0.5, max_depth=20.0)
     unlimited = contour_candidates(vertices, landmarks, band=0.5, max_depth=np.inf)
     for jaw in (0, 16):
