@@ -55,7 +55,7 @@ def project_points(points_3d: np.ndarray, rotation: np.ndarray, scale: np.ndarra
     points_2d : (B, N, 2) float64  image pixels, y down
     """
     rotated = np.matmul(points_3d, np.swapaxes(rotation, 1, 2))
-    return scale[:, None, None] * rotated[..., :2] * _FLIP_Y + translation[:, None, :]
+    return rotated[..., :2] * (scale[:, None] * _FLIP_Y)[:, None] + translation[:, None, :]
 
 
 def estimate_affine_camera(points_2d: np.ndarray, points_3d: np.ndarray,
@@ -77,17 +77,20 @@ def estimate_affine_camera(points_2d: np.ndarray, points_3d: np.ndarray,
     translation : (B, 2) float64   t
     """
     total = weights.sum(axis=1)[:, None]
-    centre_2d = np.einsum("bn,bnc->bc", weights, points_2d) / total
-    centre_3d = np.einsum("bn,bnc->bc", weights, points_3d) / total
+    # Weighted sums as matrix products (BLAS); three-operand einsums are several times slower.
+    row_weights = weights[:, None, :]
+    centre_2d = np.matmul(row_weights, points_2d)[:, 0] / total
+    centre_3d = np.matmul(row_weights, points_3d)[:, 0] / total
     centred_2d = points_2d - centre_2d[:, None]
     centred_3d = points_3d - centre_3d[:, None]
     # Isotropic normalisation only conditions the solve; it cancels out of M exactly.
-    size_2d = np.sqrt(np.einsum("bn,bnc->b", weights, centred_2d ** 2) / total[:, 0])
-    size_3d = np.sqrt(np.einsum("bn,bnc->b", weights, centred_3d ** 2) / total[:, 0])
+    size_2d = np.sqrt(np.matmul(row_weights, centred_2d ** 2)[:, 0].sum(axis=1) / total[:, 0])
+    size_3d = np.sqrt(np.matmul(row_weights, centred_3d ** 2)[:, 0].sum(axis=1) / total[:, 0])
     unit_2d = centred_2d / size_2d[:, None, None]
     unit_3d = centred_3d / size_3d[:, None, None]
-    gram = np.einsum("bn,bni,bnj->bij", weights, unit_3d, unit_3d)
-    cross = np.einsum("bn,bni,bnj->bij", weights, unit_3d, unit_2d)
+    weighted_3d_t = np.swapaxes(unit_3d * weights[..., None], 1, 2)
+    gram = np.matmul(weighted_3d_t, unit_3d)
+    cross = np.matmul(weighted_3d_t, unit_2d)
     affine_unit = np.swapaxes(np.linalg.solve(gram, cross), 1, 2)
     affine = affine_unit * (size_2d / size_3d)[:, None, None]
     translation = centre_2d - np.einsum("bij,bj->bi", affine, centre_3d)
@@ -98,7 +101,11 @@ def nearest_scaled_rotation(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """Closest scaled rotation to an affine camera matrix.
 
     The scale is the mean norm of the two rows; the rotation is the nearest proper rotation
-    (SVD, determinant +1) to the rows normalised and completed by their cross product.
+    (polar factor) to the rows normalised and completed by their normalised cross product.
+    Two unit rows ``a``, ``b`` have the nearest orthonormal pair ``(u + v, u - v) / sqrt(2)``
+    with ``u, v`` the unit vectors along ``a + b`` and ``a - b`` (they are symmetric about the
+    bisector, and the polar factor keeps that symmetry); the cross product completes it. This
+    is the SVD solution in closed form, several times faster for a batch of 3 x 3 matrices.
 
     Parameters
     ----------
@@ -112,15 +119,16 @@ def nearest_scaled_rotation(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     rows = affine * _FLIP_Y[:, None]
     norms = np.linalg.norm(rows, axis=2)
     scale = norms.mean(axis=1)
-    first = rows[:, 0] / norms[:, 0:1]
-    second = rows[:, 1] / norms[:, 1:2]
-    third = np.cross(first, second)
-    third /= np.linalg.norm(third, axis=1, keepdims=True)
-    left, _, right = np.linalg.svd(np.stack([first, second, third], axis=1))
-    # Flip the last singular direction where needed so that det(R) = +1.
-    sign = np.sign(np.linalg.det(np.matmul(left, right)))
-    left[:, :, 2] *= sign[:, None]
-    return np.matmul(left, right), scale
+    unit = rows / norms[..., None]
+    bisector = unit[:, 0] + unit[:, 1]
+    difference = unit[:, 0] - unit[:, 1]
+    bisector /= np.linalg.norm(bisector, axis=1, keepdims=True)
+    difference /= np.linalg.norm(difference, axis=1, keepdims=True)
+    rotation = np.empty((len(affine), 3, 3))
+    rotation[:, 0] = (bisector + difference) / np.sqrt(2.0)
+    rotation[:, 1] = (bisector - difference) / np.sqrt(2.0)
+    rotation[:, 2] = np.cross(rotation[:, 0], rotation[:, 1])
+    return rotation, scale
 
 
 def axis_angle_to_rotation(vector: np.ndarray) -> np.ndarray:
@@ -161,20 +169,26 @@ def refine_pose(points_2d: np.ndarray, points_3d: np.ndarray, weights: np.ndarra
     batch, count = weights.shape
     for _ in range(steps):
         rotated = np.matmul(points_3d, np.swapaxes(rotation, 1, 2))
-        predicted = scale[:, None, None] * rotated[..., :2] * _FLIP_Y + translation[:, None]
+        predicted = rotated[..., :2] * (scale[:, None] * _FLIP_Y)[:, None] + translation[:, None]
         residual = points_2d - predicted
         px, py, pz = rotated[..., 0], rotated[..., 1], rotated[..., 2]
         s = scale[:, None]
-        zero, one = np.zeros_like(px), np.ones_like(px)
-        # d/dw of w x p is -[p]x; row x gives (0, pz, -py), row y (after the flip) s*(pz, 0, -px).
-        jacobian_x = np.stack([zero, s * pz, -s * py, px, one, zero], axis=-1)
-        jacobian_y = np.stack([s * pz, zero, -s * px, -py, zero, one], axis=-1)
-        jacobian = np.stack([jacobian_x, jacobian_y], axis=2).reshape(batch, 2 * count, 6)
-        row_weights = np.repeat(weights, 2, axis=1)
-        weighted = jacobian * row_weights[..., None]
-        normal = np.matmul(np.swapaxes(weighted, 1, 2), jacobian)
-        gradient = np.einsum("bmk,bm->bk", weighted, residual.reshape(batch, 2 * count))
-        step = np.linalg.solve(normal, gradient[..., None])[..., 0]
+        # Jacobian columns (B, 6, N, 2) of the unknowns (w, s, t): d/dw of w x p is -[p]x; row x
+        # gives (0, pz, -py), row y (after the flip) s*(pz, 0, -px).
+        columns = np.zeros((batch, 6, count, 2))
+        columns[:, 0, :, 1] = s * pz
+        columns[:, 1, :, 0] = s * pz
+        columns[:, 2, :, 0] = -s * py
+        columns[:, 2, :, 1] = -s * px
+        columns[:, 3, :, 0] = px
+        columns[:, 3, :, 1] = -py
+        columns[:, 4, :, 0] = 1.0
+        columns[:, 5, :, 1] = 1.0
+        columns = columns.reshape(batch, 6, 2 * count)
+        weighted_t = columns * np.repeat(weights, 2, axis=1)[:, None, :]
+        normal = np.matmul(weighted_t, np.swapaxes(columns, 1, 2))
+        gradient = np.matmul(weighted_t, residual.reshape(batch, 2 * count, 1))
+        step = np.linalg.solve(normal, gradient)[..., 0]
         rotation = np.matmul(axis_angle_to_rotation(step[:, :3]), rotation)
         scale = scale + step[:, 3]
         translation = translation + step[:, 4:]

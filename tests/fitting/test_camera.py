@@ -80,6 +80,22 @@ def test_nearest_rotation_is_proper_even_from_a_mirrored_camera():
     assert np.all(scale > 0)
 
 
+def test_nearest_rotation_is_the_polar_factor():
+    # The closed form must equal the SVD definition: the proper rotation nearest (Frobenius) to
+    # the normalised rows completed by their normalised cross product.
+    rng = np.random.default_rng(4)
+    affine = rng.normal(size=(64, 2, 3))
+    rotation, scale = nearest_scaled_rotation(affine)
+    rows = affine * np.array([1.0, -1.0])[:, None]
+    unit = rows / np.linalg.norm(rows, axis=2, keepdims=True)
+    third = np.cross(unit[:, 0], unit[:, 1])
+    target = np.concatenate([unit, (third / np.linalg.norm(third, axis=1, keepdims=True))[:, None]],
+                            axis=1)
+    left, _, right = np.linalg.svd(target)
+    np.testing.assert_allclose(rotation, left @ right, atol=1e-12)
+    np.testing.assert_allclose(scale, np.linalg.norm(rows, axis=2).mean(axis=1), rtol=1e-12)
+
+
 def test_refine_pose_converges_from_a_perturbed_start():
     rng = np.random.default_rng(3)
     points_3d, rotation, scale, translation = _random_scene(rng)
