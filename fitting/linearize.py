@@ -56,9 +56,9 @@ def gram_blocks(basis: np.ndarray, *, padding: int = 0) -> np.ndarray:
 def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
                      mean_points: np.ndarray, rotated: np.ndarray, rotation: np.ndarray,
                      scale: np.ndarray, translation: np.ndarray, fixed: np.ndarray,
-                     fixed_basis_flat: np.ndarray, fixed_gram: np.ndarray,
-                     varying: np.ndarray, varying_basis: np.ndarray | None,
-                     shared_weights: np.ndarray | None = None):
+                     fixed_basis_flat: np.ndarray, fixed_basis_sum: np.ndarray,
+                     fixed_gram: np.ndarray, varying: np.ndarray,
+                     varying_basis: np.ndarray | None, shared_weights: np.ndarray | None = None):
     """Gauss-Newton normal equations for coefficients and a pose step, see the module notes.
 
     Parameters
@@ -70,6 +70,7 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
     rotation : (B, 3, 3), scale : (B,), translation : (B, 2)   current pose
     fixed : (F,) int               landmarks whose basis rows are the same for every face
     fixed_basis_flat : (3F, K)     their basis rows
+    fixed_basis_sum : (3, K)       ``sum_i w_i L_i`` over them (with unscaled rows ``L_i``)
     fixed_gram : (9, (K+6)^2)      :func:`gram_blocks` of their basis rows, padded by 6
     varying : (J,) int             landmarks whose vertex differs per face (sliding jaw)
     varying_basis : (B, J, 3, K)   their basis rows; ignored when ``J == 0``
@@ -121,10 +122,15 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
         fixed_targets = fixed_targets * root[:, None]
         fixed_pose = fixed_pose * root[:, None]
         varying_weights = shared_weights[varying][None, :, None]
-    # Back-project the 2-row quantities through P R: A_i^T v = L_i^T (R^T P^T v).
-    lifted_pose = np.matmul(fixed_pose, projection[:, None])            # (B, 6, F, 3)
-    cross = (lifted_pose.reshape(batch * POSE_DIM, 3 * count) @ fixed_basis_flat)
-    cross = cross.reshape(batch, POSE_DIM, size)
+    # Back-project the 2-row quantities through P R: A_i^T v = L_i^T (R^T P^T v). The
+    # translation columns are the same for every landmark (F, scaled by sqrt(w_i)), so their
+    # rows of the cross block are R's first two rows times the weighted basis sum.
+    rotating = POSE_DIM - 2
+    lifted_pose = np.matmul(fixed_pose[:, :rotating], projection[:, None])   # (B, 4, F, 3)
+    cross = np.empty((batch, POSE_DIM, size))
+    cross[:, :rotating] = (lifted_pose.reshape(batch * rotating, 3 * count)
+                           @ fixed_basis_flat).reshape(batch, rotating, size)
+    cross[:, rotating:] = np.matmul(projection * _FLIP_Y[:, None], fixed_basis_sum)
     hessian[:, size:, :size] = cross
     hessian[:, :size, size:] = np.swapaxes(cross, 1, 2)
     pose_rows_t = fixed_pose.reshape(batch, POSE_DIM, 2 * count)
