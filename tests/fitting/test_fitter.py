@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -120,6 +122,32 @@ def test_results_do_not_depend_on_chunking_or_batch_company(synthetic_model):
     alone = fit_landmarks(synthetic_model, landmarks[:1])
     together = fit_landmarks(synthetic_model, landmarks)
     np.testing.assert_allclose(alone.expression[0], together.expression[0], atol=1e-8)
+
+
+@pytest.mark.parametrize("slide_contour", [False, True])
+def test_a_constant_shift_of_basis_columns_only_moves_the_translation(fit_model, slide_contour):
+    # A basis column that moves every vertex by the same vector d_k changes the face only by a
+    # translation, which the camera absorbs: the fit must find the same coefficients and pose,
+    # and a translation that differs by exactly s F P R (sum_k c_k d_k).
+    rng = np.random.default_rng(44)
+    truth = _faces(fit_model, 12, rng, yaw=30.0)
+    landmarks = _landmarks(fit_model, truth, rng, noise_px=1.0, slide_contour=slide_contour)
+    identity_shift = rng.normal(0.0, 5.0, (3, fit_model.identity_dim))
+    expression_shift = rng.normal(0.0, 5.0, (3, fit_model.expression_dim))
+    shifted = dataclasses.replace(
+        fit_model, identity_basis=fit_model.identity_basis + identity_shift,
+        expression_basis=fit_model.expression_basis + expression_shift)
+    plain = fit_landmarks(fit_model, landmarks, slide_contour=slide_contour)
+    moved = fit_landmarks(shifted, landmarks, slide_contour=slide_contour)
+    np.testing.assert_allclose(moved.expression, plain.expression, atol=1e-8)
+    np.testing.assert_allclose(moved.identity, plain.identity, atol=1e-8)
+    np.testing.assert_allclose(moved.rotation, plain.rotation, atol=1e-10)
+    np.testing.assert_allclose(moved.scale, plain.scale, rtol=1e-10)
+    offset = plain.identity @ identity_shift.T + plain.expression @ expression_shift.T  # (B, 3)
+    image_offset = (plain.scale[:, None] * np.einsum("bij,bj->bi", plain.rotation[:, :2], offset)
+                    * np.array([1.0, -1.0]))
+    np.testing.assert_allclose(moved.translation + image_offset, plain.translation, atol=1e-7)
+    np.testing.assert_allclose(moved.residual, plain.residual, rtol=1e-8)
 
 
 @pytest.mark.parametrize("slide_contour", [False, True])
