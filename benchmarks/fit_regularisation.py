@@ -37,13 +37,18 @@ def round_trip(model, faces: int, noise_px: float, seed: int):
     return landmarks, expression, yaw
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_model_arguments(description: str, argv=None):
+    """``--faces`` and ``--model`` of the fitter benchmarks -> (arguments, model)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--faces", type=int, default=256)
     parser.add_argument("--model", choices=["open", "synthetic"],
                         default="open" if OPEN_MODEL_PATH.is_file() else "synthetic")
     args = parser.parse_args(argv)
-    model = load_model("open") if args.model == "open" else make_synthetic_model(0)
+    return args, load_model("open") if args.model == "open" else make_synthetic_model(0)
+
+
+def main(argv=None) -> None:
+    args, model = parse_model_arguments(__doc__.splitlines()[0], argv)
     print(f"model: {model.model_id} ({model.num_vertices} vertices, K_id={model.identity_dim}); "
           f"{args.faces} faces per cell; expression RMSE sigma / median |yaw error| deg")
     header = "| identity_weight | expression_weight | " + " | ".join(
