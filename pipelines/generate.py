@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -40,7 +41,7 @@ from pipelines.dataset import (
 from pipelines.inference import LandmarkModelHandler
 from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure
-from pipelines.sources import Failure
+from pipelines.sources import Failure, Naming
 from schemas import DatasetMetadata
 from schemas import rows as columns
 
@@ -331,7 +332,7 @@ class LabelFaces(beam.PTransform):
     def expand(self, specs):
         opts = self.options
         records, read_failures = specs | "Read" >> ReadSources(
-            label_from_parent=opts.label_from_parent, max_file_bytes=opts.max_file_bytes)
+            naming=naming(opts), max_file_bytes=opts.max_file_bytes)
         survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
             self.known_ids)
         handler = LandmarkModelHandler(opts.landmarker, landmarker_options(opts))
@@ -350,6 +351,13 @@ class LabelFaces(beam.PTransform):
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
         return {"rows": fitted, "failures": failures, "read_failures": read_failures,
                 "duplicates": duplicates, "existing": existing, "inputs": inputs}
+
+
+def naming(options: GenerateOptions) -> Naming:
+    """How images from folders, globs and archives get labels and subjects from their paths."""
+    return Naming(label_from_parent=options.label_from_parent,
+                  subject_from_parent=options.subject_from_parent,
+                  subject_pattern=options.subject_pattern)
 
 
 def landmarker_options(options: GenerateOptions) -> dict:
@@ -382,6 +390,14 @@ class GenerateOptions(PipelineOptions):
         parser.add_argument("--label-from-parent", "--label_from_parent",
                             dest="label_from_parent", action="store_true",
                             help="label = name of the image's parent folder")
+        parser.add_argument("--subject-from-parent", "--subject_from_parent",
+                            dest="subject_from_parent", action="store_true",
+                            help="subject = name of the image's parent folder (one identity "
+                                 "fitted per subject)")
+        parser.add_argument("--subject-pattern", "--subject_pattern", dest="subject_pattern",
+                            default=None,
+                            help="regex on the file name giving the subject (first group, "
+                                 "else the whole match)")
         parser.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int,
                             default=0, help="fixed shard count; 0 = about 256 MB a shard")
         parser.add_argument("--subject-chunk-size", "--subject_chunk_size",
@@ -415,6 +431,13 @@ def validate_options(options: GenerateOptions) -> list[str]:
         problems.append(f"--num-shards must be >= 0, got {options.num_shards}")
     if options.subject_chunk_size < 1:
         problems.append("--subject-chunk-size must be >= 1")
+    if options.subject_from_parent and options.subject_pattern:
+        problems.append("give --subject-from-parent or --subject-pattern, not both")
+    if options.subject_pattern is not None:
+        try:
+            re.compile(options.subject_pattern)
+        except re.error as error:
+            problems.append(f"--subject-pattern is not a regular expression: {error}")
     if options.max_pixels < 1 or options.max_file_bytes < 1:
         problems.append("--max-pixels and --max-file-bytes must be positive")
     return problems
@@ -485,8 +508,8 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
 
 # Flags that change what a run writes; two runs with equal values write equal datasets.
 FINGERPRINT_FLAGS = ("input", "crop_size", "jpeg_quality", "faces", "label_from_parent",
-                     "num_shards", "subject_chunk_size", "max_pixels", "max_file_bytes",
-                     "incremental")
+                     "subject_from_parent", "subject_pattern", "num_shards",
+                     "subject_chunk_size", "max_pixels", "max_file_bytes", "incremental")
 
 
 def run_fingerprint(options: GenerateOptions, metadata: DatasetMetadata) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.progress import PROGRESS
-from pipelines.sources import Failure, expand_input, read_item
+from pipelines.sources import Failure, Naming, expand_input, read_item
 
 
 def _count_failure(failure: Failure) -> Failure:
@@ -52,16 +52,15 @@ def _read(item, *, max_file_bytes: int):
 class ReadSources(beam.PTransform):
     """Input specs -> ``(SourceRecord``s, failures at stage ``read``)."""
 
-    def __init__(self, *, label_from_parent: bool, max_file_bytes: int):
+    def __init__(self, *, naming: Naming, max_file_bytes: int):
         super().__init__()
-        self.label_from_parent = label_from_parent
+        self.naming = naming
         self.max_file_bytes = max_file_bytes
 
     def expand(self, specs):
         items, expand_failures = (
             specs
-            | "ExpandInputs" >> beam.FlatMap(expand_input,
-                                             label_from_parent=self.label_from_parent)
+            | "ExpandInputs" >> beam.FlatMap(expand_input, naming=self.naming)
             .with_output_types(Any)
             | "SplitExpandFailures" >> SplitFailures())
         records, read_failures = (

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import tarfile
 import zipfile
 
@@ -28,6 +29,48 @@ ARCHIVE_SEPARATOR = "!"
 
 
 @dataclasses.dataclass(frozen=True)
+class Naming:
+    """How images found in folders, globs and archives get a label and a subject from their
+    path (manifests give them in columns instead).
+
+    Attributes
+    ----------
+    label_from_parent : bool      label = the name of the image's parent folder
+    subject_from_parent : bool    subject = the name of the image's parent folder
+    subject_pattern : str or None
+        A regular expression searched in the file name; the subject is its first group, else
+        the whole match (``r"(S\\d{3})_"`` gives ``S005`` for CK+'s ``S005_001_00000011.png``).
+        No match leaves the subject empty.
+    """
+
+    label_from_parent: bool = False
+    subject_from_parent: bool = False
+    subject_pattern: str | None = None
+
+    def __post_init__(self):
+        if self.subject_from_parent and self.subject_pattern:
+            raise ValueError("give a subject pattern or take the subject from the parent "
+                             "folder, not both")
+        if self.subject_pattern is not None:
+            re.compile(self.subject_pattern)  # raises re.error for a malformed pattern
+
+    def label(self, path: str) -> str | None:
+        """The label of the image at ``path`` (a URI or an archive member name)."""
+        return _parent_name(path) if self.label_from_parent else None
+
+    def subject(self, path: str) -> str | None:
+        """The subject of the image at ``path`` (a URI or an archive member name)."""
+        if self.subject_from_parent:
+            return _parent_name(path)
+        if self.subject_pattern is None:
+            return None
+        match = re.search(self.subject_pattern, posixpath.basename(path))
+        if match is None:
+            return None
+        return (match.group(1) if match.groups() else match.group(0)) or None
+
+
+@dataclasses.dataclass(frozen=True)
 class SourceItem:
     """One file (image or archive) to read.
 
@@ -36,8 +79,8 @@ class SourceItem:
     uri : str        file path or URI
     source : str     the input spec it came from, for per-source accounting
     kind : str       ``"file"`` or ``"archive"``
-    label, subject : str or None   from a manifest or the parent folder
-    label_from_parent : bool   archive members take their parent folder's name as label
+    label, subject : str or None   from a manifest, or from the file name (:class:`Naming`)
+    naming : Naming   how archive members get their label and subject from their names
     """
 
     uri: str
@@ -45,7 +88,7 @@ class SourceItem:
     kind: str = "file"
     label: str | None = None
     subject: str | None = None
-    label_from_parent: bool = False
+    naming: Naming = dataclasses.field(default_factory=Naming)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +208,7 @@ def _parent_name(uri: str) -> str | None:
     return parent or None
 
 
-def expand_input(spec: str, *, label_from_parent: bool = False):
+def expand_input(spec: str, naming: Naming | None = None):
     """Expand one ``--input`` spec into items to read, and failures.
 
     Parameters
@@ -173,13 +216,15 @@ def expand_input(spec: str, *, label_from_parent: bool = False):
     spec : str
         A folder (recursive; image and archive files by extension), a glob or file path, an
         archive, or a ``.csv`` / ``.jsonl`` manifest; local or any Beam filesystem URI.
-    label_from_parent : bool
-        Set each image's ``label`` to the name of its parent folder (``ROOT/<label>/<img>``).
+    naming : Naming, optional
+        Labels and subjects from the images' paths (not for manifests, whose columns give
+        them); default none.
 
     Yields
     ------
     SourceItem or Failure
     """
+    naming = naming or Naming()
     if is_manifest_name(spec) and not any(ch in spec for ch in "*?["):
         yield from read_manifest(spec)
         return
@@ -200,11 +245,10 @@ def expand_input(spec: str, *, label_from_parent: bool = False):
         return
     for uri in sorted(uris):
         if is_archive_name(uri):
-            yield SourceItem(uri=uri, source=spec, kind="archive",
-                             label_from_parent=label_from_parent)
+            yield SourceItem(uri=uri, source=spec, kind="archive", naming=naming)
         else:
-            label = _parent_name(uri) if label_from_parent else None
-            yield SourceItem(uri=uri, source=spec, label=label)
+            yield SourceItem(uri=uri, source=spec, label=naming.label(uri),
+                             subject=naming.subject(uri))
 
 
 def _match(pattern: str) -> list[str] | None:
@@ -333,8 +377,12 @@ def _read_archive(item: SourceItem, *, max_file_bytes: int):
                     yield Failure(uri_id(member_uri), member_uri, item.source, "read",
                                   "file_too_large", f"larger than {max_file_bytes} bytes")
                     continue
-                label = _parent_name(name) if item.label_from_parent else item.label
-                yield SourceRecord(member_uri, item.source, data, label, item.subject)
+                naming = item.naming
+                label = naming.label(name) if naming.label_from_parent else item.label
+                subject = (naming.subject(name)
+                           if naming.subject_from_parent or naming.subject_pattern
+                           else item.subject)
+                yield SourceRecord(member_uri, item.source, data, label, subject)
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
             # Members already yielded stay; the rest of a broken archive is one failure.
             yield Failure(uri_id(item.uri), item.uri, item.source, "read", "archive_corrupt",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -20,7 +22,7 @@ from pipelines.dataset import DatasetStateError
 from pipelines.generate import OptionsError
 from schemas import ROW_SCHEMA, DatasetMetadata, table_problems
 from schemas import rows as columns
-from tests.pipelines.conftest import FACE_PHOTOS, run_generate
+from tests.pipelines.conftest import EXAMPLES, FACE_PHOTOS, run_generate
 
 
 def read_rows(output):
@@ -133,6 +135,37 @@ def test_manifest_with_subjects_pools_identity(photo_folder, tmp_path):
     first, second = identity["president"]
     assert first == second  # one identity per subject
     assert identity["astronaut"][0] != first
+
+
+@pytest.mark.parametrize("flags", [("--subject-from-parent",),
+                                   ("--subject-pattern", r"^([a-z]+)-")])
+def test_subjects_from_paths_pool_identity(tmp_path, flags):
+    # ROOT/<subject>/<subject>-<n>.<ext>: the folder and the file name both say who it is.
+    root = tmp_path / "people"
+    photos = {"obama": FACE_PHOTOS[1:], "astronaut": FACE_PHOTOS[:1]}
+    for subject, names in photos.items():
+        (root / subject).mkdir(parents=True)
+        for number, name in enumerate(names):
+            shutil.copy(EXAMPLES / name, root / subject / f"{subject}-{number}{Path(name).suffix}")
+    stats = run_generate([root], tmp_path / "out", *flags)
+    assert (stats["inputs"], stats["written"]) == (3, 3)
+    _, rows = read_rows(tmp_path / "out")
+    identity = {}
+    for row in rows:
+        identity.setdefault(row[columns.SUBJECT], []).append(row[columns.IDENTITY])
+    assert sorted((subject, len(rows)) for subject, rows in identity.items()) == [
+        ("astronaut", 1), ("obama", 2)]
+    first, second = identity["obama"]
+    assert first == second  # fitted as one subject: one identity
+    assert identity["astronaut"][0] != first
+
+
+def test_subject_flags_are_checked(tmp_path):
+    with pytest.raises(OptionsError, match="--subject-from-parent or --subject-pattern"):
+        run_generate([tmp_path], tmp_path / "out", "--subject-from-parent",
+                     "--subject-pattern", "x")
+    with pytest.raises(OptionsError, match="--subject-pattern is not a regular expression"):
+        run_generate([tmp_path], tmp_path / "out", "--subject-pattern", "(unclosed")
 
 
 def test_invalid_flags_are_refused_before_running(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.sources import (
     Failure,
+    Naming,
     SourceItem,
     SourceRecord,
     content_id,
@@ -42,12 +43,38 @@ def collection(tmp_path):
 
 
 def test_folder_is_read_recursively_with_labels_from_parent(collection):
-    items = list(expand_input(str(collection), label_from_parent=True))
+    items = list(expand_input(str(collection), Naming(label_from_parent=True)))
     assert [(item.uri.rsplit("/", 2)[-2:], item.label) for item in items] == [
         (["happy", "a.jpg"], "happy"), (["sad", "b.png"], "sad")]
     records = _read_all(items)
     assert [record.data for record in records] == [b"jpeg-bytes-a", b"png-bytes-b"]
     assert all(record.source == str(collection) for record in records)
+
+
+def test_subjects_come_from_the_parent_folder_or_a_file_name_pattern(tmp_path):
+    root = tmp_path / "people"
+    for path in ("ann/S010_001.jpg", "bob/S022_003.png", "bob/nopattern.png"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(path.encode())
+    by_parent = list(expand_input(str(root), Naming(subject_from_parent=True)))
+    assert [item.subject for item in by_parent] == ["ann", "bob", "bob"]
+    by_pattern = list(expand_input(str(root), Naming(subject_pattern=r"(S\d{3})_")))
+    assert [item.subject for item in by_pattern] == ["S010", "S022", None]
+    whole_match = Naming(subject_pattern=r"S\d{3}")
+    assert whole_match.subject("x/S005_001_00000011.png") == "S005"
+    # Archive members are named the same way, from their path inside the archive.
+    archive = tmp_path / "people.tar"
+    with tarfile.open(archive, "w") as handle:
+        handle.add(root, arcname="people")
+    [item] = list(expand_input(str(archive), Naming(subject_from_parent=True,
+                                                    label_from_parent=True)))
+    records = _read_all([item])
+    assert sorted((record.uri.rsplit("/", 1)[-1], record.subject, record.label)
+                  for record in records) == [("S010_001.jpg", "ann", "ann"),
+                                             ("S022_003.png", "bob", "bob"),
+                                             ("nopattern.png", "bob", "bob")]
+    with pytest.raises(ValueError, match="not both"):
+        Naming(subject_from_parent=True, subject_pattern="x")
 
 
 def test_glob_matches_files(collection):
