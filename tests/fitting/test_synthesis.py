@@ -60,6 +60,23 @@ def test_same_seed_and_index_give_the_same_pixels_and_labels(geometry):
     assert not np.array_equal(first.expression, other.expression)
 
 
+def test_faces_of_one_subject_share_the_identity_only(geometry):
+    faces = [synthesize_face(geometry, seed=3, index=index, image_size=64, images_per_subject=2)
+             for index in range(4)]
+    np.testing.assert_array_equal(faces[0].identity, faces[1].identity)
+    np.testing.assert_array_equal(faces[2].identity, faces[3].identity)
+    assert not np.array_equal(faces[0].identity, faces[2].identity)
+    # Expression and pose stay the face's own.
+    assert not np.array_equal(faces[0].expression, faces[1].expression)
+    assert faces[0].yaw != faces[1].yaw
+    # One image per subject is the default stream: the same face as without the argument.
+    alone = synthesize_face(geometry, seed=3, index=5, image_size=64, images_per_subject=1)
+    default = synthesize_face(geometry, seed=3, index=5, image_size=64)
+    assert alone.image.tobytes() == default.image.tobytes()
+    with pytest.raises(ValueError, match="images_per_subject"):
+        synthesize_face(geometry, seed=3, index=0, image_size=64, images_per_subject=0)
+
+
 def test_a_basis_column_projects_to_its_unit_vector(model):
     columns = np.moveaxis(model.expression_basis, 2, 0)                 # (29, V, 3)
     labels = projection_labels(model.expression_basis, columns)

@@ -44,6 +44,29 @@ def test_same_flags_give_the_same_bytes(tmp_path):
     assert not (first / "_temporary").exists()
 
 
+def test_images_per_subject_write_subjects_that_generate_pools(tmp_path):
+    images = tmp_path / "synth"
+    synth.run(synth_argv(images, "--geometry", "model", "--size", "160",
+                         "--images-per-subject", "3"))
+    rows = [json.loads(line) for line in (images / synth.MANIFEST_NAME).read_text().splitlines()]
+    assert [row["subject"] for row in rows] == ["s000000"] * 3 + ["s000001"] * 3
+    assert rows[0]["identity"] == rows[2]["identity"] != rows[3]["identity"]
+    import pyarrow.parquet as pq
+
+    from schemas import rows as columns
+
+    labels = tmp_path / "labels"
+    generate.run(["--input", str(images / synth.MANIFEST_NAME), "--output", str(labels),
+                  "--quiet"])
+    fitted = pq.read_table(sorted(str(path) for path in labels.glob("part-*.parquet")),
+                           columns=[columns.SUBJECT, columns.IDENTITY]).to_pylist()
+    by_subject = {}
+    for row in fitted:
+        by_subject.setdefault(row[columns.SUBJECT], set()).add(tuple(row[columns.IDENTITY]))
+    # Every subject's faces were fitted with one identity.
+    assert by_subject and all(len(identities) == 1 for identities in by_subject.values())
+
+
 def test_generate_reads_the_manifest_and_rows_join_the_truth(raw_run):
     import pyarrow.parquet as pq
 
