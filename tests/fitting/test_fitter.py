@@ -212,6 +212,23 @@ def test_sliding_fit_is_a_fixed_point_that_project_reproduces(fit_model):
     assert np.median(rms[fit.converged]) < 2.5
 
 
+def test_sliding_fits_settle_under_heavy_noise(fit_model):
+    # 4 px of noise at 45 degrees of yaw: some faces cycle between jaw correspondences. Without
+    # the jaw relaxation 95.1 % of the open model's sliding fits at 4 px reached a fixed point
+    # in 20 steps (all yaws, benchmarks/fit_accuracy.py), with it 99.3 %; this sample: 97.7 %
+    # without (open model), 100 % with.
+    rng = np.random.default_rng(403)
+    truth = _faces(fit_model, 256, rng, yaw=45.0)
+    landmarks = _landmarks(fit_model, truth, rng, noise_px=4.0, slide_contour=True)
+    fit = fit_landmarks(fit_model, landmarks)
+    assert fit.converged.mean() >= 0.99
+    fitted = project(fit_model, fit.expression, fit.identity, fit.rotation, fit.scale,
+                     fit.translation, slide_contour=True)
+    rms = np.sqrt(np.mean(np.sum((fitted - landmarks) ** 2, axis=2), axis=1))
+    interocular = np.linalg.norm(landmarks[:, 36] - landmarks[:, 45], axis=1)
+    np.testing.assert_allclose(fit.residual, rms / interocular, rtol=1e-9)
+
+
 def test_rotations_are_proper_and_angles_match_them(synthetic_model):
     rng = np.random.default_rng(60)
     truth = _faces(synthetic_model, 40, rng)
