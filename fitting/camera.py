@@ -150,7 +150,7 @@ def refine_pose(points_2d: np.ndarray, points_3d: np.ndarray, weights: np.ndarra
                 steps: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gauss-Newton steps on the weighted pixel reprojection error over (R, s, t).
 
-    The rotation is updated on the left, ``R <- exp([w]x) R``, so the 7 unknowns per face are
+    The rotation is updated on the left, ``R <- exp([w]x) R``, so the 6 unknowns per face are
     a rotation vector ``w`` in the camera frame, ``s`` and ``t``. Starting from the
     orthogonalised affine estimate this converges in one or two steps.
 
