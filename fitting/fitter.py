@@ -598,7 +598,8 @@ def _normalised_residual(design: _Design, parts: dict, landmarks: np.ndarray,
     """Weighted RMS pixel error of the fitted landmarks over the inter-ocular distance."""
     predicted = project_points(parts["points"], parts["rotation"], parts["scale"],
                                parts["translation"])
-    squared = np.sum((predicted - landmarks) ** 2, axis=2)
+    error = predicted - landmarks
+    squared = error[..., 0] ** 2 + error[..., 1] ** 2
     rms = np.sqrt(np.sum(weights * squared, axis=1) / np.sum(weights, axis=1))
     left, right = OUTER_EYE_CORNERS
     interocular = np.linalg.norm(landmarks[:, left] - landmarks[:, right], axis=1)
@@ -686,21 +687,26 @@ def _face_failures(landmarks: np.ndarray, weights: np.ndarray, *,
     """Per-face failure reason (object array of str or None) for unusable landmark sets."""
     failure = np.full(len(landmarks), None, dtype=object)
     used = weights > 0
-    finite = np.all(np.isfinite(landmarks), axis=2)
+    # Per coordinate rather than np.all over the length-2 axis, which numpy reduces slowly.
+    finite = np.isfinite(landmarks[..., 0]) & np.isfinite(landmarks[..., 1])
     eyes = finite[:, list(OUTER_EYE_CORNERS)].all(axis=1)
-    safe = np.where(finite[..., None] & used[..., None], landmarks, 0.0)
-    # Spread of the weighted landmarks along their principal axes (2x2 covariance).
+    safe = np.where((finite & used)[..., None], landmarks, 0.0)
+    # Spread of the weighted landmarks along their principal axes: the square roots of the
+    # eigenvalues of their 2 x 2 covariance (in closed form), minor and major. Landmarks of
+    # weight 0 drop out of the weighted products.
     total = np.maximum(weights.sum(axis=1), 1e-300)
     centre = np.matmul(weights[:, None, :], safe)[:, 0] / total[:, None]
-    centred = (safe - centre[:, None]) * used[..., None]
-    # Matrix products rather than a three-operand einsum (several times slower).
+    centred = safe - centre[:, None]
     covariance = (np.matmul(np.swapaxes(centred * weights[..., None], 1, 2), centred)
                   / total[:, None, None])
-    spreads = np.sqrt(np.clip(np.linalg.eigvalsh(covariance), 0.0, None))
+    half_trace = (covariance[:, 0, 0] + covariance[:, 1, 1]) / 2.0
+    radius = np.hypot((covariance[:, 0, 0] - covariance[:, 1, 1]) / 2.0, covariance[:, 0, 1])
+    minor = np.sqrt(np.clip(half_trace - radius, 0.0, None))
+    major = np.sqrt(np.clip(half_trace + radius, 0.0, None))
     interocular = np.linalg.norm(safe[:, OUTER_EYE_CORNERS[0]] - safe[:, OUTER_EYE_CORNERS[1]],
                                  axis=1)
-    degenerate = ((spreads[:, 0] <= _MIN_ASPECT * spreads[:, 1]) | (spreads[:, 1] <= 0)
-                  | (interocular <= _MIN_ASPECT * spreads[:, 1]))
+    degenerate = ((minor <= _MIN_ASPECT * major) | (major <= 0)
+                  | (interocular <= _MIN_ASPECT * major))
     # The first reason that applies wins, in FAILURE_REASONS order.
     checks = [
         ("non_finite_landmarks", np.any(used & ~finite, axis=1)),
