@@ -125,12 +125,12 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
     # Back-project the 2-row quantities through P R: A_i^T v = L_i^T (R^T P^T v). The
     # translation columns are the same for every landmark (F, scaled by sqrt(w_i)), so their
     # rows of the cross block are R's first two rows times the weighted basis sum.
-    rotating = POSE_DIM - 2
-    lifted_pose = np.matmul(fixed_pose[:, :rotating], projection[:, None])   # (B, 4, F, 3)
+    per_landmark = POSE_DIM - 2   # rotation and scale columns differ per landmark
+    lifted_pose = np.matmul(fixed_pose[:, :per_landmark], projection[:, None])  # (B, 4, F, 3)
     cross = np.empty((batch, POSE_DIM, size))
-    cross[:, :rotating] = (lifted_pose.reshape(batch * rotating, 3 * count)
-                           @ fixed_basis_flat).reshape(batch, rotating, size)
-    cross[:, rotating:] = np.matmul(projection * _FLIP_Y[:, None], fixed_basis_sum)
+    cross[:, :per_landmark] = (lifted_pose.reshape(batch * per_landmark, 3 * count)
+                               @ fixed_basis_flat).reshape(batch, per_landmark, size)
+    cross[:, per_landmark:] = np.matmul(projection * _FLIP_Y[:, None], fixed_basis_sum)
     hessian[:, size:, :size] = cross
     hessian[:, :size, size:] = np.swapaxes(cross, 1, 2)
     pose_rows_t = fixed_pose.reshape(batch, POSE_DIM, 2 * count)
