@@ -79,7 +79,7 @@ class SourceItem:
     uri : str        file path or URI
     source : str     the input spec it came from, for per-source accounting
     kind : str       ``"file"`` or ``"archive"``
-    label, subject : str or None   from a manifest, or from the file name (:class:`Naming`)
+    label, subject : str or None   from a manifest, or from the path (:class:`Naming`)
     naming : Naming   how archive members get their label and subject from their names
     """
 
