@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
