@@ -229,9 +229,10 @@ def fit_landmarks(
     tolerance : float
         Convergence threshold on the largest step of a coefficient (sigma units), of a pose
         parameter (radians, relative scale, mm) and of a jaw blend weight. Gauss-Newton
-        converges fast enough that stopping after a step below 5e-2 leaves the coefficients
-        within 0.005 sigma of the fully converged ones (``benchmarks/RESULTS.md``, "Fitter"),
-        far below the 0.6-0.8 sigma error of 1 px landmark noise, and saves one step in five.
+        converges fast enough that stopping after a step below 5e-2 leaves the expression
+        within 0.01 sigma of the fully converged one (median 0.001; with jaw sliding 0.04,
+        median 0.003; ``benchmarks/RESULTS.md``, "Fitter"), far below the 0.6-0.8 sigma error
+        of 1 px landmark noise, and saves one step in five.
     slide_contour : bool
         Slide jaw landmarks 0-7, 9-16 to the silhouette (:mod:`fitting.contour`). Ignored
         when the model has no ``contour_candidates``. Turn off to invert :func:`project`
