@@ -724,6 +724,8 @@ def _chunks(groups: np.ndarray, chunk_size: int) -> list[np.ndarray]:
     """Split faces into chunks of about ``chunk_size`` without splitting a group."""
     if len(groups) == 0:
         return []
+    if len(groups) <= chunk_size:
+        return [np.arange(len(groups))]  # one chunk: every group is whole
     order = np.argsort(groups, kind="stable")
     sorted_groups = groups[order]
     starts = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]
