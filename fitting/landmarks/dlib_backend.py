@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fitting.landmarks.faces import Face, ImageFaces
+from fitting.landmarks.faces import Face, ImageFaces, check_rgb_image
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
@@ -115,9 +115,7 @@ class DlibLandmarker:
         -------
         ImageFaces   faces in detector order, or ``failure="no_face"``
         """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} "
-                             f"{image.dtype}")
+        check_rgb_image(image)
         if self._predictor is None:
             self.load()
         height, width = image.shape[:2]
@@ -163,9 +161,7 @@ class DlibLandmarker:
         boxes : (F, 4) float64   ``x0, y0, x1, y1`` in source pixels, detector order
         scores : (F,) float64    HOG detector scores
         """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} "
-                             f"{image.dtype}")
+        check_rgb_image(image)
         rectangles, scores = self._run_detector(np.ascontiguousarray(image))
         boxes = np.array([[box.left(), box.top(), box.right(), box.bottom()]
                           for box in rectangles], dtype=np.float64).reshape(-1, 4)

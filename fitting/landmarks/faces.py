@@ -48,6 +48,16 @@ class ImageFaces:
     failure: str | None = None
 
 
+def check_rgb_image(image) -> None:
+    """Raise ``ValueError`` unless ``image`` is an ``(H, W, 3)`` uint8 RGB array (what every
+    landmark backend takes)."""
+    if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
+            or image.dtype != np.uint8):
+        shape = getattr(image, "shape", None)
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {shape} "
+                         f"{getattr(image, 'dtype', type(image).__name__)}")
+
+
 def select_faces(found: ImageFaces, policy: str = "largest") -> list[Face]:
     """Apply a face-selection policy.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fitting.landmarks.faces import Face, ImageFaces
+from fitting.landmarks.faces import Face, ImageFaces, check_rgb_image
 
 WEIGHTS_FILE = "2DFAN4-11f355bf06.pth.tar"
 SFD_WEIGHTS_FILE = "s3fd-619a316812.pth"
@@ -129,14 +129,6 @@ def modules_in_state_dict(state_dict) -> int:
     if not found:
         raise ValueError("not a face-alignment FAN state dict: no 'l<i>.weight' heatmap layer")
     return max(found) + 1
-
-
-def _check_image(image) -> None:
-    if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
-            or image.dtype != np.uint8):
-        shape = getattr(image, "shape", None)
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {shape} "
-                         f"{getattr(image, 'dtype', type(image).__name__)}")
 
 
 class FanLandmarker:
@@ -268,7 +260,7 @@ class FanLandmarker:
         boxes : (F, 4) float64   ``x0, y0, x1, y1`` in source pixels
         scores : (F,) float64    detector scores (HOG margin or S3FD probability)
         """
-        _check_image(image)
+        check_rgb_image(image)
         if self._network is None:
             self.load()
         if self.face_detector == "dlib":
@@ -298,7 +290,7 @@ class FanLandmarker:
             self.load()
         counts, crops, centers, scales = [], [], [], []
         for image, image_boxes in zip(images, boxes):
-            _check_image(image)
+            check_rgb_image(image)
             image_centers, image_scales = crop_geometry(np.reshape(image_boxes, (-1, 4)))
             counts.append(len(image_centers))
             for center, scale in zip(image_centers, image_scales):
@@ -337,7 +329,7 @@ class FanLandmarker:
         list of ImageFaces   one per image, faces in detector order
         """
         for image in images:
-            _check_image(image)
+            check_rgb_image(image)
         detections = [self.detect_boxes(image) for image in images]
         marked = self.landmarks_for_boxes(images, [boxes for boxes, _ in detections])
         results = []
