@@ -165,15 +165,11 @@ def convert_bfm2009_3ddfa(bfm_path: str | Path, expression_path: str | Path, *,
 
     files = {"bfm": bfm_path, "expression": expression_path,
              "shape_layout": shape_layout_path, "trim_index": trim_index_path}
-    return MorphableModel(
-        mean=deinterleave(mean_trimmed * bfm_scale + expression.mean * expression_scale),
-        identity_basis=sigma_basis(gather_vertices(bfm_components, trim), bfm_std, bfm_scale),
-        identity_std=bfm_std,
-        expression_basis=sigma_basis(expression.components, expression.std, expression_scale),
-        expression_std=expression.std,
-        landmark_indices=landmarks,
-        triangles=triangles,
-        model_id=model_id,
+    return _pca_model(
+        mean_mm=mean_trimmed * bfm_scale + expression.mean * expression_scale,
+        identity=(gather_vertices(bfm_components, trim), bfm_std, bfm_scale),
+        expression=(expression.components, expression.std, expression_scale),
+        landmarks=landmarks, triangles=triangles, model_id=model_id,
         metadata=_metadata("bfm2009+3ddfa", files, units={"bfm": bfm_unit,
                                                           "expression": expression_unit},
                            landmarks=f"{landmark_source.path.name}:{landmark_key}, {convention}",
@@ -202,15 +198,11 @@ def convert_3ddfa(shape_path: str | Path, expression_path: str | Path, *,
     tri_key, tri_raw = shape.raw("tri")
     triangles = triangles_zero_based(tri_raw, num_vertices, one_based=True,
                                      where=shape.where(tri_key))
-    return MorphableModel(
-        mean=deinterleave((mean + expression.mean) * scale),
-        identity_basis=sigma_basis(components, std, scale),
-        identity_std=std,
-        expression_basis=sigma_basis(expression.components, expression.std, scale),
-        expression_std=expression.std,
-        landmark_indices=landmarks,
-        triangles=triangles,
-        model_id=model_id,
+    return _pca_model(
+        mean_mm=(mean + expression.mean) * scale,
+        identity=(components, std, scale),
+        expression=(expression.components, expression.std, scale),
+        landmarks=landmarks, triangles=triangles, model_id=model_id,
         metadata=_metadata("3ddfa", {"shape": shape_path, "expression": expression_path},
                            units={"shape": unit, "expression": unit},
                            landmarks=f"{shape.path.name}:{landmark_key}, {convention}",
@@ -245,15 +237,11 @@ def convert_expnet(bfm_path: str | Path, *, model_id: str = "expnet-bfm") -> Mor
     faces_key, faces_raw = source.raw("faces", "tri", "tl")
     triangles = triangles_zero_based(faces_raw, num_vertices, one_based=True,
                                      where=source.where(faces_key))
-    return MorphableModel(
-        mean=deinterleave((shape_mean + expression_mean) * scale),
-        identity_basis=sigma_basis(shape_components, shape_std, scale),
-        identity_std=shape_std,
-        expression_basis=sigma_basis(expression_components, expression_std, scale),
-        expression_std=expression_std,
-        landmark_indices=landmarks,
-        triangles=triangles,
-        model_id=model_id,
+    return _pca_model(
+        mean_mm=(shape_mean + expression_mean) * scale,
+        identity=(shape_components, shape_std, scale),
+        expression=(expression_components, expression_std, scale),
+        landmarks=landmarks, triangles=triangles, model_id=model_id,
         metadata=_metadata("expnet", {"bfm": bfm_path}, units={"bfm": unit},
                            landmarks=f"{source.path.name}:{landmark_key}, {convention}",
                            notes=["labels equal ExpNet's raw network outputs: ExpNet scales "
@@ -298,19 +286,42 @@ def convert_3ddfa_v2(pkl_path: str | Path, *, trust_pickle: bool = False,
                                      where=source.where(tri_key))
     identity_std = np.ones(identity_components.shape[1])
     expression_std = np.ones(EXPRESSION_DIM)
-    return MorphableModel(
-        mean=deinterleave(mean * scale),
-        identity_basis=sigma_basis(identity_components, identity_std, scale),
-        identity_std=identity_std,
-        expression_basis=sigma_basis(expression_components, expression_std, scale),
-        expression_std=expression_std,
-        landmark_indices=landmarks,
-        triangles=triangles,
-        model_id=model_id,
+    return _pca_model(
+        mean_mm=mean * scale,
+        identity=(identity_components, identity_std, scale),
+        expression=(expression_components, expression_std, scale),
+        landmarks=landmarks, triangles=triangles, model_id=model_id,
         metadata=_metadata("3ddfa_v2", {"pkl": pkl_path}, units={"pkl": unit},
                            landmarks=f"{path.name}:{landmark_key}, {convention}",
                            notes=["3DDFA_V2 stores no standard deviations: bases kept as "
                                   "stored, identity_std and expression_std are 1"]),
+    )
+
+
+def _pca_model(*, mean_mm: np.ndarray, identity: tuple, expression: tuple,
+               landmarks: np.ndarray, triangles: np.ndarray, model_id: str,
+               metadata: dict) -> MorphableModel:
+    """The :class:`MorphableModel` of a converted file.
+
+    Parameters
+    ----------
+    mean_mm : (3N,) float            interleaved mean shape, already in mm
+    identity, expression : tuple     ``(components (3N, K) interleaved in the file's unit,
+                                     std (K,), scale to mm)`` of each PCA
+    landmarks : (68,) int, triangles : (T, 3) int   zero-based vertex indices
+    """
+    (identity_components, identity_std, identity_scale) = identity
+    (expression_components, expression_std, expression_scale) = expression
+    return MorphableModel(
+        mean=deinterleave(mean_mm),
+        identity_basis=sigma_basis(identity_components, identity_std, identity_scale),
+        identity_std=identity_std,
+        expression_basis=sigma_basis(expression_components, expression_std, expression_scale),
+        expression_std=expression_std,
+        landmark_indices=landmarks,
+        triangles=triangles,
+        model_id=model_id,
+        metadata=metadata,
     )
 
 
