@@ -457,7 +457,7 @@ def _fit_chunk(design: _Design, landmarks: np.ndarray, weights: np.ndarray,
     if len(jaw[0]):
         converged &= np.abs(final_jaw - jaw).max(axis=(1, 2)) < settings.tolerance
     # x = s F P R (X - o) + t'  ==  s F P R X + (t' - s F P R o), o the per-face origin
-    origin = _model_frame(design, np.zeros((batch, 1, 3)), coefficients)[:, 0]
+    origin = _origin(design, coefficients)
     origin_shift = (scale[:, None] * np.einsum("bij,bj->bi", rotation[:, :2], origin)
                     * np.array([1.0, -1.0]))
     return {
@@ -472,11 +472,15 @@ def _fit_chunk(design: _Design, landmarks: np.ndarray, weights: np.ndarray,
     }
 
 
+def _origin(design: _Design, coefficients: np.ndarray) -> np.ndarray:
+    """(B, 3) model-frame position of the fit's origin for each face: the landmark centroid
+    plus the shifts taken off the basis columns, weighted by the coefficients (B, K)."""
+    return design.centre + coefficients @ design.basis_shift.T
+
+
 def _model_frame(design: _Design, points: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-    """(B, N, 3) model-frame positions of ``points`` (B, N, 3) given in the fit's frame: the
-    fit's origin is the landmark centroid plus the shifts taken off the basis columns."""
-    origin = design.centre + coefficients @ design.basis_shift.T
-    return points + origin[:, None, :]
+    """(B, N, 3) model-frame positions of ``points`` (B, N, 3) given in the fit's frame."""
+    return points + _origin(design, coefficients)[:, None, :]
 
 
 def _shared_weights_design(design: _Design, weights: np.ndarray):

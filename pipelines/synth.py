@@ -116,7 +116,7 @@ class RenderFaceDoFn(beam.DoFn):
         beam.metrics.Metrics.counter("expnet", "synthesized").inc()
         yield manifest_row(face, index=index, seed=self.seed, path=path,
                            geometry=self.geometry_mode, model=self.geometry.model,
-                           images_per_subject=self.synth_options.get("images_per_subject", 1))
+                           images_per_subject=self.synth_options["images_per_subject"])
 
 
 def write_manifest(rows: list, *, output: str) -> int:
