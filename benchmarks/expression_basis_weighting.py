@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from expression_observability import centred_landmark_rows
 
 from fitting.models import build_open, load_model
 from fitting.models.makehuman import AnnyWheel
@@ -59,25 +60,20 @@ def expression_samples(wheel_path: str, model):
     return targets, weights, (test @ targets).reshape(TEST_SAMPLES, len(vertices), 3)
 
 
-def centred_rows(rows: np.ndarray) -> np.ndarray:
-    """(68 * 2, K) landmark rows with their mean over the landmarks removed (translation)."""
-    rows = rows.reshape(68, 2, -1)
-    return (rows - rows.mean(axis=0, keepdims=True)).reshape(136, -1)
-
-
 def evaluate(basis: np.ndarray, model, truth: np.ndarray, variance: float,
              rng: np.random.Generator) -> tuple[float, float, float, float]:
     """(kept energy, whole-face error, landmark error, mean reliability) of one basis."""
     landmarks = model.landmark_indices
     identity_rows = model.identity_basis[landmarks][:, :2].reshape(136, -1)
-    rows = centred_rows(np.concatenate([identity_rows,
-                                        basis[landmarks][:, :2].reshape(136, -1)], axis=1))
+    rows = centred_landmark_rows(np.concatenate([model.identity_basis[landmarks],
+                                                 basis[landmarks]], axis=2), np.eye(3))
     posterior = np.linalg.inv(rows.T @ rows / variance + np.eye(rows.shape[1]))
     gain = posterior @ rows.T / variance
     identity = rng.standard_normal((len(truth), model.identity_dim))
     observed = (truth[:, landmarks, :2].reshape(len(truth), -1) + identity @ identity_rows.T
                 + np.sqrt(variance) * rng.standard_normal((len(truth), 136)))
-    observed = centred_rows(observed.T).T
+    observed = observed.reshape(len(truth), 68, 2)
+    observed = (observed - observed.mean(axis=1, keepdims=True)).reshape(len(truth), 136)
     expression = (observed @ gain.T)[:, model.identity_dim:]
     estimate = np.einsum("vck,bk->bvc", basis, expression)
     whole = float(np.sum((truth - estimate) ** 2) / np.sum(truth ** 2))

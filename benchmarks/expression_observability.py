@@ -31,14 +31,21 @@ from fitting.synthetic import make_synthetic_model
 FACE_WIDTH_MM_PER_200_PX = 150.0 / 200.0
 
 
+def centred_landmark_rows(basis: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """(136, K) 2D rows ``P R L_i`` of landmark basis rows ``basis`` (68, 3, K) under
+    ``rotation`` (3, 3), their mean over the landmarks removed (a common shift is the
+    translation's)."""
+    rows = np.einsum("ij,njk->nik", rotation[:2], basis)
+    return (rows - rows.mean(axis=0, keepdims=True)).reshape(-1, basis.shape[2])
+
+
 def landmark_rows(model, yaw: float) -> np.ndarray:
     """(136, K_id + K_exp) 2D landmark rows of both bases at the given yaw; translation-free."""
     vertices = model.landmark_indices
     basis = np.concatenate([model.identity_basis[vertices], model.expression_basis[vertices]],
                            axis=2)
-    basis = basis - basis.mean(axis=0, keepdims=True)   # a common shift is the translation's
     rotation = euler_to_rotation(np.array([yaw]), np.array([0.0]), np.array([0.0]))[0]
-    return np.einsum("ij,njk->nik", rotation[:2], basis).reshape(-1, basis.shape[2])
+    return centred_landmark_rows(basis, rotation)
 
 
 def reliability(rows: np.ndarray, variance: float) -> np.ndarray:

@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 import pyarrow.parquet as pq
+from expression_observability import centred_landmark_rows
 
 from fitting.camera import euler_to_rotation
 from fitting.models import load_model
@@ -32,7 +33,7 @@ from fitting.noise import DLIB_NOISE_MM2
 from pipelines import synth
 from schemas import rows as columns
 
-_FLIP_Y = np.array([1.0, -1.0])
+_FLIP_Y = np.diag([1.0, -1.0, 1.0])   # image y points down
 
 
 def load_faces(workdir: str, model):
@@ -50,8 +51,7 @@ def load_faces(workdir: str, model):
         error = ((np.array(row[columns.SOURCE_LANDMARKS]).reshape(68, 2)
                   - np.array(face["landmarks_2d"])) / face["scale"])
         errors.append((error - error.mean(axis=0)).reshape(-1))
-        projected = np.einsum("ij,njk->nik", rotation[:2], basis) * _FLIP_Y[None, :, None]
-        rows.append((projected - projected.mean(axis=0)).reshape(136, -1))
+        rows.append(centred_landmark_rows(basis, _FLIP_Y @ rotation))
         coefficients.append(np.concatenate([face["identity"], face["expression"]]))
     return np.array(errors), np.array(rows), np.array(coefficients)
 
