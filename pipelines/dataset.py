@@ -9,17 +9,16 @@ command" safe, and lets ``--incremental`` runs add shards beside the earlier one
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import time
 
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting, writing
 from pipelines.accounting import image_id_of
 from schemas import DatasetMetadata
 from schemas import rows as columns
+from schemas.parquet import read_parquet
 
 
 class DatasetStateError(ValueError):
@@ -107,7 +106,7 @@ def _delete_unlisted(output: str, *, keep: list[str], keep_manifest: bool) -> No
 def known_ids(output: str, name: str) -> list[str]:
     """Ids of one earlier shard or failure file (image ids: face suffixes removed)."""
     with FileSystems.open(f"{output}/{name}") as handle:
-        table = pq.read_table(io.BytesIO(handle.read()), columns=[columns.ID])
+        table = read_parquet(handle.read(), [columns.ID])
     return sorted({image_id_of(row_id) for row_id in table.column(columns.ID).to_pylist()})
 
 

@@ -23,7 +23,6 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from fitting.crop import encode_jpeg, expnet_crop
@@ -38,9 +37,10 @@ from pipelines.dataset import (
     known_ids,
     plan_run,
 )
-from pipelines.inference import LandmarkModelHandler
+from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure
+from pipelines.resources import load_once
 from pipelines.sources import Failure, Naming
 from schemas import DatasetMetadata
 from schemas import rows as columns
@@ -166,14 +166,13 @@ class SelectAndCropDoFn(beam.DoFn):
 class DetectAndCrop(beam.PTransform):
     """Batches of decoded images -> cropped faces with landmarks; failures at ``detect``.
 
-    The batches are made by this pipeline (see ``_detect_batches``), so ``RunInference``
-    runs without its own batching.
+    The batches are made by this pipeline (see ``_detect_batches``).
     """
 
-    def __init__(self, handler: LandmarkModelHandler, output: str, *, policy: str,
+    def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
                  crop_size: int, jpeg_quality: int):
         super().__init__()
-        self.handler = handler
+        self.detector = detector
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
@@ -181,7 +180,7 @@ class DetectAndCrop(beam.PTransform):
 
     def expand(self, images):
         return (images
-                | "DetectLandmarks" >> RunInference(self.handler.with_no_batching())
+                | "DetectLandmarks" >> beam.ParDo(self.detector)
                 | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
                     self.output, policy=self.policy, crop_size=self.crop_size,
                     jpeg_quality=self.jpeg_quality))
@@ -207,7 +206,7 @@ class FitDoFn(beam.DoFn):
     def setup(self):
         from fitting.models import load_model
 
-        self.model = load_model(self.model_spec)
+        self.model = load_once(("model", self.model_spec), lambda: load_model(self.model_spec))
         if self.model.content_hash != self.model_hash:
             raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
                                "one the pipeline was launched with")
@@ -335,13 +334,13 @@ class LabelFaces(beam.PTransform):
             naming=naming(opts), max_file_bytes=opts.max_file_bytes)
         survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
             self.known_ids)
-        handler = LandmarkModelHandler(opts.landmarker, landmarker_options(opts))
+        detector = DetectLandmarksDoFn(opts.landmarker, landmarker_options(opts))
         images, decode_failures = (
-            _detect_batches(survivors, batch_size=handler.batch_size)
+            _detect_batches(survivors, batch_size=detector.batch_size)
             | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes))
             | "SplitDecodeFailures" >> SplitFailures())
         faces, detect_failures = images | "Detect" >> DetectAndCrop(
-            handler, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
+            detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
             jpeg_quality=opts.jpeg_quality)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,

@@ -1,25 +1,31 @@
-"""Landmark detectors as Beam ``ModelHandler``s, for ``RunInference``.
+"""Landmark detection as a plain Beam ``DoFn``: batches of keyed images in, faces out.
 
-Elements are ``(key, image)`` pairs with ``image`` an ``(H, W, 3)`` uint8 RGB array; the
-handler yields ``(key, image, ImageFaces)`` so the crop that follows still has the pixels.
-An image the detector crashes on yields ``ImageFaces`` with ``failure="detector_error: ..."``
-instead of failing the batch: errors are data, handled the same way on every runner
-(``RunInference.with_exception_handling`` relies on tagged outputs, which Beam's Dask runner
-does not route correctly).
+Elements are lists of ``(key, image)`` pairs with ``image`` an ``(H, W, 3)`` uint8 RGB array;
+the DoFn yields ``(key, image, ImageFaces)`` per image, so the crop that follows still has the
+pixels. An image the detector crashes on yields ``ImageFaces`` with
+``failure="detector_error: ..."`` instead of failing its batch: errors are data, handled the
+same way on every runner.
+
+This is not Beam's ``RunInference``: ``apache_beam.ml.inference.base`` imports torch whenever
+it is installed (+180 MiB and torch's threads in a dlib run), its batching is not used here
+(the pipeline makes its own batches, see ``generate``), and its model sharing reloads the
+detector for every Dask partition. The detector loads once per worker process instead
+(:func:`pipelines.resources.load_once`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from apache_beam.ml.inference.base import ModelHandler
+import apache_beam as beam
 
 from fitting.landmarks import ImageFaces, create_landmarker
+from pipelines.resources import load_once
 
 # Images per detector batch: dlib works image by image; FAN stacks the faces of a batch of
 # images into one network call.
 BATCH_SIZES = {"dlib": 1, "fan": 16}
-
 
 # What a detector raises on an image it cannot handle (dlib and torch raise RuntimeError).
 DETECTOR_ERRORS = (RuntimeError, ValueError, MemoryError)
@@ -35,8 +41,27 @@ def _detect_one(model, image) -> ImageFaces:
                           failure=f"detector_error: {type(error).__name__}: {error}")
 
 
-class LandmarkModelHandler(ModelHandler):
-    """Runs a :mod:`fitting.landmarks` backend over batches of keyed images.
+def detect_keyed(model, batch: Sequence) -> list:
+    """``[(key, image)]`` -> ``[(key, image, ImageFaces)]`` with one bad image isolated."""
+    keys = [key for key, _ in batch]
+    images = [image for _, image in batch]
+    try:
+        found = model.detect_batch(images)
+    except DETECTOR_ERRORS:
+        # One bad image must not fail its batch-mates: retry one by one.
+        found = [_detect_one(model, image) for image in images]
+    return list(zip(keys, images, found))
+
+
+def load_landmarker(name: str, options: dict):
+    """The loaded ``fitting.landmarks`` backend ``name`` of this process (loaded once)."""
+    key = ("landmarker", name, tuple(sorted(options.items())))
+    return load_once(key, lambda: create_landmarker(name, **options).load())
+
+
+@beam.typehints.with_output_types(Any)
+class DetectLandmarksDoFn(beam.DoFn):
+    """A batch ``[(key, image)]`` -> ``(key, image, ImageFaces)`` per image.
 
     Parameters
     ----------
@@ -46,31 +71,17 @@ class LandmarkModelHandler(ModelHandler):
     """
 
     def __init__(self, name: str, options: dict | None = None):
-        super().__init__()
-        self.batch_size = BATCH_SIZES.get(name, 1)
         self.name = name
         self.options = dict(options or {})
+        self.model = None
 
-    def load_model(self):
-        return create_landmarker(self.name, **self.options).load()
+    @property
+    def batch_size(self) -> int:
+        return BATCH_SIZES.get(self.name, 1)
 
-    def run_inference(self, batch: Sequence, model, inference_args=None) -> Iterable:
-        keys = [key for key, _ in batch]
-        images = [image for _, image in batch]
-        try:
-            found = model.detect_batch(images)
-        except DETECTOR_ERRORS:
-            # One bad image must not fail its batch-mates: retry one by one.
-            found = [_detect_one(model, image) for image in images]
-        return list(zip(keys, images, found))
+    def setup(self):
+        self.model = load_landmarker(self.name, self.options)
 
-    def get_num_bytes(self, batch: Sequence) -> int:
-        return sum(image.nbytes for _, image in batch)
-
-    def get_metrics_namespace(self) -> str:
-        return f"expnet_landmarks_{self.name}"
-
-    def share_model_across_processes(self) -> bool:
-        # Sharing would proxy every image to a model server process; both backends are cheap
-        # enough to hold once per process.
-        return False
+    def process(self, batch):
+        beam.metrics.Metrics.counter("expnet_landmarks", f"{self.name}_images").inc(len(batch))
+        yield from detect_keyed(self.model, batch)

@@ -15,13 +15,13 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import writing
 from schemas import EXPRESSION_DIM, FAILURE_SCHEMA, DatasetMetadata, SchemaError, schema_problems
 from schemas import rows as columns
+from schemas.parquet import parquet_file, read_parquet
 from schemas.validate import FLOAT_COLUMNS, value_problems
 
 # Every column but the image, the identity and the subject: what the statistics and checks need.
@@ -200,13 +200,14 @@ def _scan_shard(path: str, collector: _Collector, *, batch_rows: int):
     name = _base_name(path)
     try:
         with _open(path) as handle:
-            shard = pq.ParquetFile(handle)
+            shard = parquet_file(handle.read())
             problems = [f"{name}: {problem}" for problem in schema_problems(shard.schema_arrow)]
             if problems:
                 return 0, None, problems
             metadata = DatasetMetadata.from_arrow(shard.schema_arrow.metadata)
             rows = 0
-            for batch in shard.iter_batches(batch_size=batch_rows, columns=list(SCAN_COLUMNS)):
+            for batch in shard.iter_batches(batch_size=batch_rows, columns=list(SCAN_COLUMNS),
+                                            use_threads=False):
                 problems.extend(f"{name}: {problem}" for problem in value_problems(batch))
                 problems.extend(_column_problems(name, batch, metadata))
                 collector.add(batch)
@@ -263,9 +264,7 @@ def _read_failures(output: str, problems: list) -> pa.Table:
         name = f"{writing.FAILURES_DIR}/{_base_name(item.path)}"
         try:
             with _open(item.path) as handle:
-                # No Arrow threads on a Python file object: one left reading it at interpreter
-                # exit aborts the process ("terminate called without an active exception").
-                table = pq.read_table(handle, use_threads=False, pre_buffer=False)
+                table = read_parquet(handle.read())
         except (pa.ArrowInvalid, OSError) as error:
             problems.append(f"{name}: unreadable failure file: {error}")
             continue
@@ -351,13 +350,14 @@ def read_rows(scan: Scan, positions, columns_to_read) -> list[dict]:
         shard = scan.shards[shard_index]
         wanted = positions[shard_of_row == shard_index] - shard.first_row
         with _open(shard.path) as handle:
-            parquet = pq.ParquetFile(handle)
+            parquet = parquet_file(handle.read())
             group_rows = [parquet.metadata.row_group(index).num_rows
                           for index in range(parquet.num_row_groups)]
             group_starts = np.concatenate([[0], np.cumsum(group_rows)])
             group_of_row = np.searchsorted(group_starts, wanted, side="right") - 1
             for group in np.unique(group_of_row):
-                table = parquet.read_row_group(int(group), columns=list(columns_to_read))
+                table = parquet.read_row_group(int(group), columns=list(columns_to_read),
+                                               use_threads=False)
                 for local in wanted[group_of_row == group]:
                     row = table.slice(int(local - group_starts[group]), 1).to_pylist()[0]
                     found[int(local + shard.first_row)] = row

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import rows as columns
+from schemas.parquet import read_parquet
 
 
 def format_summary(stats: dict, output: str, *, label_examples: int = 3) -> str:
@@ -41,11 +41,9 @@ def _label_lines(output: str, shards: list, count: int) -> list[str]:
         if not shard["rows"]:
             continue
         with FileSystems.open(f"{output}/{shard['name']}") as handle:
-            # No Arrow threads on a Python file object: one left reading it at interpreter
-            # exit aborts the process ("terminate called without an active exception").
-            table = pq.read_table(handle, columns=[columns.SOURCE_URI, columns.EXPRESSION,
-                                                   columns.YAW, columns.FIT_RESIDUAL],
-                                  use_threads=False, pre_buffer=False)
+            # Decoded from memory on this thread: no Arrow thread outlives it (schemas.parquet).
+            table = read_parquet(handle.read(), [columns.SOURCE_URI, columns.EXPRESSION,
+                                                 columns.YAW, columns.FIT_RESIDUAL])
         for row in table.slice(0, count - len(lines)).to_pylist():
             expression = np.array(row[columns.EXPRESSION])
             head = " ".join(f"{value:+.2f}" for value in expression[:6])
