@@ -75,3 +75,24 @@ def test_landmarker_weights_flag_reaches_the_backend(tmp_path):
     options = GenerateOptions(["--landmarker", "fan", "--landmarker-weights", weights])
     assert landmarker_options(options) == {"weights_path": weights}
     assert FanLandmarker(**landmarker_options(options)).weights_file() == tmp_path / "fan.pth"
+
+
+def test_fan_console_command_exits_cleanly(two_photos, tmp_path):
+    """``expnet generate --landmarker fan`` in fresh processes: torch and Arrow both loaded at
+    interpreter exit, where a leftover thread once aborted the process (status 134)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torch_home = tmp_path / "torch-home"
+    install_weights(random_fan(seed=11), torch_home)
+    expnet = str(Path(sys.executable).parent / "expnet")
+    for attempt in range(2):
+        result = subprocess.run(
+            [expnet, "generate", "--input", str(two_photos), "--output",
+             str(tmp_path / f"out{attempt}"), "--landmarker", "fan"],
+            env={**os.environ, "TORCH_HOME": str(torch_home)}, capture_output=True,
+            text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"{len(PHOTOS)} inputs -> {len(PHOTOS)} written" in result.stdout, result.stdout

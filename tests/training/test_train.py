@@ -124,3 +124,32 @@ def test_bad_flags_and_missing_checkpoint_fail_with_status_2(latent_shards, tmp_
                                           "--resume", str(tmp_path / "none.pt"))) == 2
     assert predict_command.main(["--checkpoint", str(tmp_path / "none.pt"), "--input",
                                  str(latent_shards), "--output", str(tmp_path / "p.parquet")]) == 2
+
+
+def test_train_and_predict_console_commands_exit_cleanly(latent_shards, tmp_path):
+    """``expnet train`` and ``expnet predict`` as a user runs them: fresh processes, status 0.
+
+    Both hold torch and Arrow at interpreter exit, where a thread left behind once aborted
+    ``expnet generate`` (status 134); each command runs twice to give a race two chances.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    expnet = str(Path(sys.executable).parent / "expnet")
+    for attempt in range(2):
+        output = tmp_path / f"run{attempt}"
+        trained = subprocess.run([expnet, "train", *train_flags(latent_shards, output,
+                                                                "--epochs", "1")],
+                                 capture_output=True, text=True, timeout=600)
+        assert trained.returncode == 0, trained.stderr[-2000:]
+        checkpoints = sorted(output.rglob("*.pt"))
+        assert checkpoints, f"no checkpoint under {output}"
+        predictions = output / "predictions.parquet"
+        predicted = subprocess.run([expnet, "predict", "--checkpoint", str(checkpoints[-1]),
+                                    "--input", str(latent_shards), "--output",
+                                    str(predictions)], capture_output=True, text=True,
+                                   timeout=600)
+        assert predicted.returncode == 0, predicted.stderr[-2000:]
+        # latent_shards: two shards of 16 rows; one prediction per row.
+        assert pq.read_metadata(predictions).num_rows == 32
