@@ -66,11 +66,12 @@ from fitting.camera import (
 from fitting.contour import CHIN_LANDMARK, contour_weights
 from fitting.linearize import POSE_DIM, gram_blocks, normal_equations
 from fitting.models import MorphableModel
+from fitting.models.model import NUM_LANDMARKS
 from fitting.solve import solve_pooled
 
 __all__ = ["FitBatch", "fit_landmarks", "project", "FAILURE_REASONS"]
 
-NUM_LANDMARKS = 68
+
 OUTER_EYE_CORNERS = (36, 45)
 SLIDING_LANDMARKS = np.array([j for j in range(17) if j != CHIN_LANDMARK])
 FAILURE_REASONS = (
@@ -92,7 +93,7 @@ _MAX_SCALE_STEP = 0.5
 # the share of the way its jaw correspondences move towards the new blend, down to the minimum.
 # Faces that cycle between correspondences then settle: open-model sliding fits at 4 px of
 # noise converged 95.1 -> 99.3 %, at 2 px 99.5 -> 100 %, with the same accuracy and no extra
-# time (benchmarks/fit_accuracy.py; RESULTS.md, "Round-trip accuracy"). Faces converging
+# time (studies/fit_accuracy.py; RESULTS.md, "Round-trip accuracy"). Faces converging
 # normally shrink their steps far faster.
 _STALL_RATIO = 0.8
 _MIN_RELAXATION = 0.125
@@ -221,7 +222,7 @@ def fit_landmarks(
         (what ``expnet generate`` uses).
     identity_weight : float
         Prior weight of the identity coefficients, > 0, in mm^2 (the landmark noise variance
-        on the model scale it balances). Default from ``benchmarks/fit_regularisation.py``.
+        on the model scale it balances). Default from ``studies/fit_regularisation.py``.
     expression_weight : float
         Prior weight of the expression coefficients, > 0, in mm^2.
     max_iterations : int

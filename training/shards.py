@@ -22,6 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from schemas import DatasetMetadata, SchemaError, schema_problems
+from schemas.layout import MANIFEST_NAME
 
 FOOTER_THREADS = 16
 GLOB_CHARACTERS = "*?["
@@ -92,9 +93,6 @@ def expand_paths(filesystem: pafs.FileSystem, path: str) -> list[str]:
         return sorted(entry.path for entry in listing if entry.type == pafs.FileType.File
                       and fnmatch.fnmatch(entry.path.rpartition("/")[2], pattern))
     raise FileNotFoundError(f"no shard file or folder at {path!r}")
-
-
-MANIFEST_NAME = "manifest.json"
 
 
 def manifest_shards(filesystem: pafs.FileSystem, folder: str) -> list[str] | None:

