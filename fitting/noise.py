@@ -9,7 +9,8 @@ i.e. ``landmark_weights = 1 mm^2 / sigma_i^2`` with ``identity_weight = expressi
 1`` mm^2 (:func:`landmark_weights`). The unit weights the fitter defaults to assume 1 mm^2 of
 noise on every point (about 1 px on a 200 px face), far below what a detector makes.
 
-``DLIB_NOISE_MM2`` was measured by ``studies/landmark_noise.py`` (400 synthetic renders of
+``DLIB_NOISE_MM2`` was measured by ``studies/landmark_noise.py`` (``benchmarks/RESULTS.md``,
+"Landmark noise profile (the pipeline's fit weights)"; 400 synthetic renders of
 ``synth.faces``, raw MakeHuman geometry, seed 1, |yaw| <= 45 degrees; 352 found by dlib):
 the per-coordinate second moment of dlib's error against the fitter's forward model at the
 true parameters (jaw points on the silhouette), with each face's mean offset removed, averaged
