@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from schemas import EXPRESSION_DIM, FAILURE_SCHEMA, DatasetMetadata, SchemaError, schema_problems
 from schemas import rows as columns
 from schemas.layout import FAILURES_DIR, MANIFEST_NAME, STATS_NAME
+from schemas.manifest import metadata_from_json
 from schemas.parquet import parquet_file, read_parquet
 from schemas.validate import FLOAT_COLUMNS, value_problems
 
@@ -249,9 +250,7 @@ def _manifest_problems(manifest: dict | None, shards: list[ShardInfo],
                             f"{listed[name]['rows']}")
     if metadata is not None and "metadata" in manifest:
         try:
-            values = dict(manifest["metadata"])
-            values["expression_std"] = tuple(values.get("expression_std", ()))
-            listed_metadata = DatasetMetadata(**values)
+            listed_metadata = metadata_from_json(manifest["metadata"])
         except TypeError as error:
             return [*problems, f"{MANIFEST_NAME}: unreadable metadata: {error}"]
         problems.extend(_metadata_problems("the shards", metadata,
