@@ -56,10 +56,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["fitting*", "schemas*", "pipelines*", "training*"]),
+    packages=find_packages(include=["fitting*", "schemas*", "pipelines*", "training*", "synth*",
+                                    "inspection*", "commands*"]),
     package_data={"fitting.models": ["data/*.npz", "data/*.md"]},
     include_package_data=True,
     install_requires=CORE,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["expnet=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["expnet=commands.expnet:main"]},
 )

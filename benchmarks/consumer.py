@@ -1,6 +1,6 @@
 """Samples/s of the shard consumer against a loader of individual JPEG files.
 
-    .venv/bin/python benchmarks/consumer.py --images 2000 --repeats 5
+    .venv/bin/python -m benchmarks.consumer --images 2000 --repeats 5
 
 Both loaders decode the same 224x224 JPEGs with the same decoder (OpenCV) into the same
 (3, 224, 224) float tensors, through a DataLoader with the same workers and batch size.
@@ -35,12 +35,10 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from schemas import EXPRESSION_DIM, DatasetMetadata, shard_schema  # noqa: E402
-from schemas import rows as columns  # noqa: E402
-from training import ExpressionShards  # noqa: E402
-from training.decode import decode_image, image_to_tensor  # noqa: E402
+from schemas import EXPRESSION_DIM, DatasetMetadata, shard_schema
+from schemas import rows as columns
+from training import ExpressionShards
+from training.decode import decode_image, image_to_tensor
 
 BUCKET = "expnet-bench"
 ROWS_PER_GROUP = 100  # what pipelines/writing.py writes

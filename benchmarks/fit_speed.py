@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python benchmarks/fit_speed.py [--model open|synthetic] [--eos-faces 256]
+    .venv/bin/python -m benchmarks.fit_speed [--model open|synthetic] [--eos-faces 256]
         [--fill-vertices 84]
 
 Threads are pinned to 1 before numpy loads. Landmarks come from ``fitting.fitter.project``
@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from fitting.camera import euler_to_rotation  # noqa: E402
 from fitting.fitter import fit_landmarks, project  # noqa: E402
 from fitting.models import OPEN_MODEL_PATH, load_model  # noqa: E402
-from fitting.synthetic import make_synthetic_model, sample_pose  # noqa: E402
+from synth.toy_model import make_synthetic_model, sample_pose  # noqa: E402
 
 BATCHES = (1, 64, 4096)
 SLIDING_FACES = 1024

@@ -6,7 +6,7 @@ Inputs are the bundled photos with a face, cut around dlib's face box and resize
 weights are not in the torch hub cache, FAN is timed with a full-size ``FAN(4)`` of random
 weights (same architecture and cost, meaningless points) and the output says so::
 
-    .venv/bin/python benchmarks/landmarks.py [--repeats 3] [--fan-batch 8]
+    .venv/bin/python -m benchmarks.landmarks [--repeats 3] [--fan-batch 8]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from fitting.image import decode_image  # noqa: E402
 from fitting.landmarks.dlib_backend import DlibLandmarker  # noqa: E402

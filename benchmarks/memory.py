@@ -1,6 +1,6 @@
 """Peak memory of a local `expnet generate` run at 1,000 and 10,000 inputs.
 
-    .venv/bin/python benchmarks/memory.py [--sizes 1000 10000]
+    .venv/bin/python -m benchmarks.memory [--sizes 1000 10000]
 
 Each run is a fresh process (the `expnet` CLI on the DirectRunner) over a collection of
 unique 250 x 250 face images made as in `generate_speed.py`; its peak resident set size is
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from generate_speed import make_collection
+from benchmarks.generate_speed import make_collection
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def main() -> None:
         for count in sorted(args.sizes):
             folder = Path(scratch) / f"faces-{count}"
             make_collection(folder, count, 250)
-            command = [sys.executable, "-m", "pipelines.cli", "generate", "--input",
+            command = [sys.executable, "-m", "commands.expnet", "generate", "--input",
                        str(folder), "--output", str(Path(scratch) / f"out-{count}"), "--quiet"]
             results.append((count, *peak_rss_mib(command)))
     print("| inputs | peak RSS (MiB) | seconds |\n|---|---|---|")

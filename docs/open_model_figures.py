@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fitting.models import load_model  # noqa: E402
-from fitting.render import render_mesh, to_image  # noqa: E402
+from synth.render import render_mesh, to_image  # noqa: E402
 
 # iBUG-68 groups (0-based, end exclusive) and their colours.
 LANDMARK_GROUPS = (("jaw", 0, 17, "tab:blue"), ("brows", 17, 27, "tab:orange"),

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["JAW_LANDMARKS", "CHIN_LANDMARK", "CONTOUR_SOFTNESS_MM", "outward_sign",
-           "select_contour_vertices", "contour_weights"]
+           "contour_weights"]
 
 JAW_LANDMARKS = np.arange(17)
 CHIN_LANDMARK = 8
@@ -44,36 +44,6 @@ def outward_sign() -> np.ndarray:
     -1 for landmarks 0-7 (image left), +1 for 9-16 (image right), 0 for the chin.
     """
     return np.sign(JAW_LANDMARKS - CHIN_LANDMARK).astype(np.float64)
-
-
-def select_contour_vertices(candidate_points: np.ndarray, candidates: np.ndarray,
-                            rotation: np.ndarray, chin_vertex: int) -> np.ndarray:
-    """Apply the silhouette rule for a batch of faces.
-
-    Parameters
-    ----------
-    candidate_points : (B, 17, C) + (3,) float   model-frame positions of the candidates of each
-                                                 face (values at padded slots are ignored)
-    candidates : (17, C) int                     candidate vertex indices, ``-1`` padded
-    rotation : (B, 3, 3) float                   current head rotations
-    chin_vertex : int                            vertex of landmark 8
-
-    Returns
-    -------
-    vertices : (B, 17) int64   chosen vertex per jaw landmark
-    """
-    if candidate_points.shape[1:] != candidates.shape + (3,):
-        raise ValueError(
-            f"expected candidate_points (B, {candidates.shape[0]}, {candidates.shape[1]}, 3), "
-            f"got {candidate_points.shape}"
-        )
-    rotated_x = np.einsum("bjcd,bd->bjc", candidate_points, rotation[:, 0, :])
-    outward = rotated_x * outward_sign()[:, None]
-    outward = np.where(candidates[None] >= 0, outward, -np.inf)
-    choice = np.argmax(outward, axis=2)
-    vertices = candidates[JAW_LANDMARKS[None, :], choice]
-    vertices[:, CHIN_LANDMARK] = chin_vertex
-    return vertices
 
 
 def contour_weights(candidate_points: np.ndarray, candidates: np.ndarray, rotation: np.ndarray,

@@ -9,8 +9,9 @@ i.e. ``landmark_weights = 1 mm^2 / sigma_i^2`` with ``identity_weight = expressi
 1`` mm^2 (:func:`landmark_weights`). The unit weights the fitter defaults to assume 1 mm^2 of
 noise on every point (about 1 px on a 200 px face), far below what a detector makes.
 
-``DLIB_NOISE_MM2`` was measured by ``benchmarks/landmark_noise.py`` (400 synthetic renders of
-``fitting.synthesis``, raw MakeHuman geometry, seed 1, |yaw| <= 45 degrees; 352 found by dlib):
+``DLIB_NOISE_MM2`` was measured by ``studies/landmark_noise.py`` (``benchmarks/RESULTS.md``,
+"Landmark noise profile (the pipeline's fit weights)"; 400 synthetic renders of
+``synth.faces``, raw MakeHuman geometry, seed 1, |yaw| <= 45 degrees; 352 found by dlib):
 the per-coordinate second moment of dlib's error against the fitter's forward model at the
 true parameters (jaw points on the silhouette), with each face's mean offset removed, averaged
 over the points of each group. The script's ``--write`` output is
@@ -26,10 +27,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fitting.models.model import NUM_LANDMARKS
+
 __all__ = ["LANDMARK_GROUPS", "DLIB_GROUP_NOISE_MM2", "DLIB_NOISE_MM2", "FAN_NOISE_MM2",
            "NOISE_PROFILES", "group_profile", "landmark_weights"]
 
-NUM_LANDMARKS = 68
+
 # iBUG-68 groups: jaw line, eyebrows, nose (bridge and base), eyes, mouth (outer and inner).
 LANDMARK_GROUPS = {
     "jaw": np.arange(0, 17),
@@ -38,7 +41,7 @@ LANDMARK_GROUPS = {
     "eyes": np.arange(36, 48),
     "mouth": np.arange(48, 68),
 }
-# mm^2 per coordinate; benchmarks/landmark_noise.py --count 400 --seed 1 (see the docstring).
+# mm^2 per coordinate; studies/landmark_noise.py --count 400 --seed 1 (see the docstring).
 DLIB_GROUP_NOISE_MM2 = {"jaw": 58.43, "brows": 21.93, "nose": 13.99, "eyes": 21.97,
                         "mouth": 16.59}
 

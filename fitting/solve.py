@@ -24,53 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import lapack
 
-__all__ = ["normal_equations", "solve_regularized", "solve_pooled", "solve_spd"]
-
-
-def normal_equations(design: np.ndarray, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``A^T A`` and ``A^T y`` for a batch of problems.
-
-    Parameters
-    ----------
-    design : (B, M, K) float   design matrices A
-    observations : (B, M) float   right-hand sides y
-
-    Returns
-    -------
-    hessian : (B, K, K) float64, gradient : (B, K) float64
-    """
-    design = np.asarray(design, dtype=np.float64)
-    transposed = np.swapaxes(design, 1, 2)
-    return np.matmul(transposed, design), np.matmul(transposed, observations[..., None])[..., 0]
-
-
-def solve_regularized(design: np.ndarray, observations: np.ndarray, prior_std: np.ndarray,
-                      weight: float) -> np.ndarray:
-    """Ridge solve of ``A x = b`` with a Gaussian prior on ``x``, one problem per face.
-
-    Minimises ``||A x - b||^2 + weight * ||x / prior_std||^2``.
-
-    Parameters
-    ----------
-    design : (B, M, K) float64       design matrices, one per face
-    observations : (B, M) float64    observations
-    prior_std : (K,)                 standard deviation of each coefficient
-    weight : float                   prior weight (lambda); 0 disables the prior
-
-    Returns
-    -------
-    x : (B, K) float64               coefficients (sigma units when ``prior_std`` is 1)
-    """
-    design = np.asarray(design, dtype=np.float64)
-    if design.ndim != 3 or observations.shape != design.shape[:2]:
-        raise ValueError(
-            f"expected design (B, M, K) and observations (B, M), got {design.shape} and "
-            f"{np.shape(observations)}"
-        )
-    hessian, gradient = normal_equations(design, observations)
-    precision = weight / np.asarray(prior_std, dtype=np.float64) ** 2
-    return solve_pooled(hessian, gradient, np.arange(len(design)), num_shared=0,
-                        precision=precision)[1]
+__all__ = ["solve_pooled", "solve_spd"]
 
 
 def solve_pooled(hessian: np.ndarray, gradient: np.ndarray, groups: np.ndarray, *,

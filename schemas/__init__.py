@@ -1,7 +1,8 @@
-"""The Arrow schema and metadata contract between the pipelines and every consumer.
+"""The dataset contract between the pipelines and every consumer: rows, metadata and files.
 
 Shards are Parquet files of :data:`ROW_SCHEMA` rows whose schema metadata carries a
-:class:`DatasetMetadata`; failures are Parquet files of :data:`FAILURE_SCHEMA` rows.
+:class:`DatasetMetadata`; failures are Parquet files of :data:`FAILURE_SCHEMA` rows; file
+names and folder layout are in :mod:`schemas.layout`, the manifest in :mod:`schemas.manifest`.
 """
 
 from schemas.metadata import DatasetMetadata, SchemaError, shard_schema

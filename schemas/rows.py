@@ -9,6 +9,8 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 EXPRESSION_DIM = 29
+# Landmarks per row; the row contract's own constant (schemas never imports fitting; a test
+# checks it matches fitting.models.model.NUM_LANDMARKS).
 NUM_LANDMARKS = 68
 
 # Column names of a label row.
@@ -78,8 +80,10 @@ FAILURE_SCHEMA = pa.schema([
     pa.field(MESSAGE, pa.string()),
 ])
 
-# Stages at which an input can fail, in pipeline order.
-STAGES = ("read", "decode", "detect", "fit", "crop")
+# Stages at which an input can fail, in pipeline order. The stage column is a plain string, so
+# a reader meets any other stage name (none is written) without error; inspection lists such
+# a stage after these.
+STAGES = ("read", "decode", "detect", "fit")
 
 
 def _value(dtype: str) -> dict:

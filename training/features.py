@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_LANDMARKS = 68
+from schemas.rows import NUM_LANDMARKS  # training -> schemas only
+
 RIGHT_EYE = slice(36, 42)  # the subject's right eye, on the image's left
 LEFT_EYE = slice(42, 48)
 MIN_NORM = 1e-9

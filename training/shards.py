@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from schemas import DatasetMetadata, SchemaError, schema_problems
+from schemas.layout import MANIFEST_NAME
+from schemas.manifest import parse_manifest
 
 FOOTER_THREADS = 16
 GLOB_CHARACTERS = "*?["
@@ -94,9 +95,6 @@ def expand_paths(filesystem: pafs.FileSystem, path: str) -> list[str]:
     raise FileNotFoundError(f"no shard file or folder at {path!r}")
 
 
-MANIFEST_NAME = "manifest.json"
-
-
 def manifest_shards(filesystem: pafs.FileSystem, folder: str) -> list[str] | None:
     """The shards a folder's ``manifest.json`` lists, or None when it has no manifest.
 
@@ -108,8 +106,7 @@ def manifest_shards(filesystem: pafs.FileSystem, folder: str) -> list[str] | Non
     if filesystem.get_file_info(path).type != pafs.FileType.File:
         return None
     with filesystem.open_input_stream(path) as handle:
-        manifest = json.loads(handle.read().decode("utf-8"))
-    return [f"{folder.rstrip('/')}/{shard['name']}" for shard in manifest["shards"]]
+        return parse_manifest(handle.read()).shard_paths(folder)
 
 
 def read_shard(filesystem: pafs.FileSystem, path: str) -> Shard:

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from fitting.landmarks.faces import Face, ImageFaces, select_faces
+from fitting.models.model import NUM_LANDMARKS
 
 OUTER_EYE_CORNERS = (36, 45)
-NUM_LANDMARKS = 68
+
 FAILURE_THRESHOLD = 0.08
 MIN_IOU = 0.3
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")

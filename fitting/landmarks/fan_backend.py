@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from fitting.landmarks.faces import Face, ImageFaces, check_rgb_image
+from fitting.models.model import NUM_LANDMARKS
 
 WEIGHTS_FILE = "2DFAN4-11f355bf06.pth.tar"
 SFD_WEIGHTS_FILE = "s3fd-619a316812.pth"
 FACE_DETECTORS = ("dlib", "sfd")
-NUM_LANDMARKS = 68
+
 # face-alignment's crop geometry (face_alignment/utils.py): crops are CROP_RESOLUTION square,
 # heatmaps HEATMAP_RESOLUTION square, the crop side is SCALE_FACTOR * scale source pixels with
 # scale = (box width + box height) / REFERENCE_SCALE, and the centre is raised by

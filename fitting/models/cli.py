@@ -19,7 +19,6 @@ Errors (a missing, malformed or refused file) end with one line on stderr and ex
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -158,15 +157,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _build_open(rest: list[str]) -> int:
-    try:
-        build_open = importlib.import_module("fitting.models.build_open")
-    except ModuleNotFoundError as error:
-        if error.name != "fitting.models.build_open":
-            raise
-        print(f"{PROG}: error: build-open is not available in this installation "
-              "(fitting.models.build_open is missing)", file=sys.stderr)
-        return 1
-    return build_open.main(rest)
+    # Imported here, not at the top: the build tool is never on the library's import path.
+    from fitting.models.build import open_model
+
+    return open_model.main(rest)
 
 
 def _summary(model: MorphableModel) -> str:

@@ -31,6 +31,8 @@ import numpy as np
 FORMAT_NAME = "expnet-data/morphable-model"
 FORMAT_VERSION = 1
 EXPRESSION_DIM = 29
+# The iBUG 68-point layout, the one definition for the fitting library (fitting never imports
+# schemas; schemas.rows.NUM_LANDMARKS is the row contract's, and a test checks they agree).
 NUM_LANDMARKS = 68
 NUM_CONTOUR_LANDMARKS = 17
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fitting.models import OPEN_MODEL_PATH, load_model
-from fitting.synthetic import make_synthetic_model
+from synth.toy_model import make_synthetic_model
 
 
 @pytest.fixture(scope="session")

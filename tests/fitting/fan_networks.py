@@ -14,8 +14,7 @@ import torch
 from face_alignment.models import FAN
 
 from fitting.landmarks.fan_backend import WEIGHTS_FILE
-
-NUM_LANDMARKS = 68
+from fitting.models.model import NUM_LANDMARKS
 
 
 def colour_of_landmark(index: int) -> int:

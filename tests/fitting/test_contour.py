@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fitting.camera import euler_to_rotation
-from fitting.contour import CHIN_LANDMARK, contour_weights, select_contour_vertices
+from fitting.contour import CHIN_LANDMARK, contour_weights
 
 
 def _row_of_candidates(rng, count=5, spacing=6.0):
@@ -26,8 +26,11 @@ def test_blend_is_the_hard_choice_when_candidates_are_far_apart():
     rotation = euler_to_rotation(np.array([0.0, 10.0]), np.zeros(2), np.zeros(2))
     batch_points = np.broadcast_to(points, (2,) + points.shape)
     weights = contour_weights(batch_points, candidates, rotation)
-    hard = select_contour_vertices(batch_points, candidates, rotation,
-                                   chin_vertex=candidates[CHIN_LANDMARK, 0])
+    # The hard rule written out: per jaw row the valid candidate that is furthest out in
+    # rotated x (the chin row has one candidate).
+    outward = np.einsum("bjcd,bd->bjc", batch_points, rotation[:, 0, :]) * np.sign(
+        np.arange(17) - CHIN_LANDMARK)[:, None]
+    hard = candidates[np.arange(17), np.where(candidates >= 0, outward, -np.inf).argmax(axis=2)]
     # Rows are distributions over the valid candidates only.
     np.testing.assert_allclose(weights.sum(axis=2), 1.0, atol=1e-12)
     assert np.all(weights[:, candidates < 0] == 0.0)

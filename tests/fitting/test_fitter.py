@@ -68,7 +68,7 @@ def test_noise_free_round_trip_recovers_pose_and_expression(fit_model, yaw):
 
 # (expression RMSE sigma, median rotation error deg) at 1 px noise and default weights: measured
 # (0.63-0.64, up to 2.8) on the synthetic and (0.78-0.82, up to 5.2 at yaw 45-60) on the open
-# model with 256 faces per yaw (benchmarks/fit_accuracy.py; RESULTS.md, "Round-trip accuracy");
+# model with 256 faces per yaw (studies/fit_accuracy.py; RESULTS.md, "Round-trip accuracy");
 # the limits leave room for the spread of 64-face samples.
 NOISY_LIMITS = {"synthetic": (0.75, 4.0), "open": (0.95, 7.5)}
 
@@ -215,7 +215,7 @@ def test_sliding_fit_is_a_fixed_point_that_project_reproduces(fit_model):
 def test_sliding_fits_settle_under_heavy_noise(fit_model):
     # 4 px of noise at 45 degrees of yaw: some faces cycle between jaw correspondences. Without
     # the jaw relaxation 95.1 % of the open model's sliding fits at 4 px reached a fixed point
-    # in 20 steps (all yaws, benchmarks/fit_accuracy.py), with it 99.3 %; this sample: 97.7 %
+    # in 20 steps (all yaws, studies/fit_accuracy.py), with it 99.3 %; this sample: 97.7 %
     # without (open model), 100 % with.
     rng = np.random.default_rng(403)
     truth = _faces(fit_model, 256, rng, yaw=45.0)

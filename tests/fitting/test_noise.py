@@ -19,9 +19,9 @@ from fitting.noise import (
     group_profile,
     landmark_weights,
 )
-from fitting.synthetic import sample_pose
+from synth.toy_model import sample_pose
 
-# Written by benchmarks/landmark_noise.py --write; never edited by hand.
+# Written by studies/landmark_noise.py --write; never edited by hand.
 MEASURED = Path(__file__).resolve().parents[1] / "data" / "landmark_noise_dlib.json"
 
 

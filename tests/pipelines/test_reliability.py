@@ -37,7 +37,7 @@ def test_kill_minus_9_then_rerun_gives_the_uninterrupted_output(folder_run, phot
                                                                  tmp_path, kill_after_seconds):
     reference, _ = folder_run
     output = tmp_path / "out"
-    command = [sys.executable, "-m", "pipelines.cli", "generate", "--input", str(photo_folder),
+    command = [sys.executable, "-m", "commands.expnet", "generate", "--input", str(photo_folder),
                "--output", str(output), "--label-from-parent", "--quiet"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
@@ -96,8 +96,8 @@ def test_incremental_run_adds_only_new_content(tmp_path):
 
 def test_incremental_run_refuses_another_model(tmp_path):
     from fitting.models import load_model, save_model
-    from fitting.synthetic import make_synthetic_model
     from pipelines.dataset import DatasetStateError
+    from synth.toy_model import make_synthetic_model
 
     collection = tmp_path / "faces"
     collection.mkdir()

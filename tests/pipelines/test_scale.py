@@ -88,10 +88,12 @@ def _ids_and_labels(parquet: bytes):
 def test_sdist_for_setup_file_ships_every_package_and_the_model(tmp_path):
     subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
                    cwd=REPO, check=True, capture_output=True)
-    [sdist] = tmp_path.glob("expnet_data-*.tar.gz")
+    # setuptools names it expnet_data-* (PEP 625) or, before 69.3, expnet-data-*.
+    [sdist] = tmp_path.glob("expnet[-_]data-*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    for package in ("fitting", "fitting/models", "fitting/landmarks", "schemas", "pipelines",
+    for package in ("commands", "fitting", "fitting/models", "fitting/models/build",
+                    "fitting/landmarks", "schemas", "pipelines", "inspection", "synth",
                     "training"):
         assert f"{package}/__init__.py" in names, package
     assert "fitting/models/data/open_model.npz" in names

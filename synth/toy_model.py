@@ -154,7 +154,7 @@ def make_synthetic_model(seed: int = 0, *, identity_dim: int = 40, num_fill_vert
         triangles=triangles,
         contour_candidates=contour,
         model_id=f"synthetic-{seed}",
-        metadata={"source": "fitting.synthetic.make_synthetic_model", "seed": seed},
+        metadata={"source": "synth.toy_model.make_synthetic_model", "seed": seed},
     )
 
 

