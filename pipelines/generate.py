@@ -29,6 +29,7 @@ from fitting.crop import encode_jpeg, expnet_crop
 from fitting.image import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES, select_faces
 from pipelines import accounting, writing
+from pipelines.collect import ToOneList
 from pipelines.dataset import (
     DatasetStateError,
     RunPlan,
@@ -39,7 +40,13 @@ from pipelines.dataset import (
 )
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
-from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure
+from pipelines.reading import (
+    Deduplicate,
+    ReadSources,
+    SplitFailures,
+    content_key,
+    is_failure,
+)
 from pipelines.resources import load_once
 from pipelines.sources import Failure, Naming
 from schemas import DatasetMetadata
@@ -269,22 +276,25 @@ def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str)
 
 
 FIT_BUCKETS = 64
+SUBJECT_GROUP, BUCKET_GROUP = 1, 0
 
 
 def fit_group(face: FaceRecord) -> tuple:
     """The fit group of a face: its subject, or one of ``FIT_BUCKETS`` hash buckets."""
     if face.image.subject:
-        return ("subject", face.image.subject)
-    return ("bucket", int(face.id[:8], 16) % FIT_BUCKETS)
+        # Ints, never the subject's str: those hash differently in each worker process.
+        subject = hashlib.sha256(face.image.subject.encode("utf-8")).hexdigest()
+        return (SUBJECT_GROUP, *content_key(subject))
+    return (BUCKET_GROUP, int(face.id[:8], 16) % FIT_BUCKETS)
 
 
 def _fit_chunks(element, *, subject_chunk_size: int):
     """A group's faces sorted by id, in chunks: ``(pooled, faces)``."""
-    (kind, _), faces = element
+    (kind, *_), faces = element
     faces = sorted(faces, key=lambda face: face.id)
-    size = subject_chunk_size if kind == "subject" else FIT_BATCH_SIZE
+    size = subject_chunk_size if kind == SUBJECT_GROUP else FIT_BATCH_SIZE
     for chunk in _chunks(faces, size):
-        yield kind == "subject", chunk
+        yield kind == SUBJECT_GROUP, chunk
 
 
 class FitMorphableModel(beam.PTransform):
@@ -484,11 +494,11 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
               | "WriteShards" >> writing.WriteShards(output, metadata,
                                                      num_shards=options.num_shards,
                                                      prefix=plan.shard_prefix)
-              | "AllShards" >> beam.combiners.ToList()
+              | "AllShards" >> ToOneList()
               | "TagShards" >> beam.Map(lambda entries: ("shards", entries)))
     failures = ((labelled["read_failures"], labelled["failures"])
                 | "AllFailures" >> beam.Flatten()
-                | "FailureList" >> beam.combiners.ToList()
+                | "FailureList" >> ToOneList()
                 | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
                     output, found, prefix=plan.shard_prefix))))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
@@ -500,7 +510,8 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
               | "TagCounts" >> beam.Map(lambda found: ("counts", found)))
     return ((shards, failures, counts)
             | "AllOutputs" >> beam.Flatten()
-            | "CollectOutputs" >> beam.combiners.ToDict()
+            | "CollectOutputs" >> ToOneList()
+            | "AsDict" >> beam.Map(dict)
             | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan,
                                      run_info=run_info))
 

@@ -127,6 +127,17 @@ def _existing(kept):
     return ([(best.source, best.uri)] if best is not None else []) + duplicates
 
 
+def content_key(content_id: str) -> tuple[int, ...]:
+    """The shuffle key of a hex digest: ints of 60 bits (Beam's int coder holds 64), which
+    hash alike in every process.
+
+    A ``str`` key hashes differently in each Python process (``PYTHONHASHSEED``), which splits
+    one key's group on runners that hash keys with Python's ``hash`` (apache/beam#29365).
+    """
+    return tuple(int(content_id[start:start + 15], 16)
+                 for start in range(0, len(content_id), 15))
+
+
 class Deduplicate(beam.PTransform):
     """One survivor per content id (smallest URI wins).
 
@@ -139,9 +150,11 @@ class Deduplicate(beam.PTransform):
         self.known_ids = known_ids
 
     def expand(self, records):
-        keyed = records | "KeyByContent" >> beam.Map(lambda record: (record.content_id, record))
+        keyed = records | "KeyByContent" >> beam.Map(
+            lambda record: (content_key(record.content_id), record))
         if self.known_ids is not None:
-            known = self.known_ids | "MarkKnown" >> beam.Map(lambda known_id: (known_id, KNOWN))
+            known = self.known_ids | "MarkKnown" >> beam.Map(
+                lambda known_id: (content_key(known_id), KNOWN))
             keyed = (keyed, known) | "WithKnownIds" >> beam.Flatten()
         kept = (keyed
                 | "KeepOnePerId" >> beam.CombinePerKey(KeepSmallestUri())
