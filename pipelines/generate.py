@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -23,7 +24,12 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+)
 
 from fitting.crop import encode_jpeg, expnet_crop
 from fitting.image import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
@@ -48,7 +54,7 @@ from pipelines.reading import (
     is_failure,
 )
 from pipelines.resources import load_once
-from pipelines.sources import Failure, Naming
+from pipelines.sources import Failure, Naming, expand_input
 from schemas import DatasetMetadata
 from schemas import rows as columns
 
@@ -421,6 +427,10 @@ class GenerateOptions(PipelineOptions):
         parser.add_argument("--incremental", action="store_true",
                             help="add only images whose content is new to the dataset in "
                                  "--output, as new shards beside the earlier ones")
+        parser.add_argument("--workers", type=int, default=None,
+                            help="processes of a local run (default: every core this "
+                                 "process may use); 1 runs in this process. Does not "
+                                 "apply when --runner or --direct_running_mode is given")
         parser.add_argument("--quiet", action="store_true", help="print no summary")
 
 
@@ -447,9 +457,39 @@ def validate_options(options: GenerateOptions) -> list[str]:
             re.compile(options.subject_pattern)
         except re.error as error:
             problems.append(f"--subject-pattern is not a regular expression: {error}")
+    if options.workers is not None and options.workers < 1:
+        problems.append(f"--workers must be >= 1, got {options.workers}")
     if options.max_pixels < 1 or options.max_file_bytes < 1:
         problems.append("--max-pixels and --max-file-bytes must be positive")
     return problems
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, where the OS has one)."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def apply_workers(options: GenerateOptions, argv: list[str] | None) -> int:
+    """Set the local engine for ``--workers``; returns the worker count (0: not applied).
+
+    ``--workers N`` above 1 runs the multi-process DirectRunner with N workers: measured
+    against a Dask LocalCluster on the same machine (benchmarks/scaling.py, RESULTS.md), it
+    is the faster engine on one machine. A ``--runner`` or ``--direct_running_mode`` of
+    the user's own wins.
+    """
+    given = " ".join(argv if argv is not None else sys.argv[1:])
+    if options.view_as(StandardOptions).runner or "--direct_running_mode" in given:
+        return 0
+    workers = options.workers or available_cores()
+    direct = options.view_as(DirectOptions)
+    if workers > 1:
+        direct.direct_running_mode = "multi_processing"
+        direct.direct_num_workers = workers
+    return workers
 
 
 class OptionsError(ValueError):
@@ -486,8 +526,12 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
         earlier_ids = (pipeline
                        | "EarlierFiles" >> beam.Create(plan.previous_files)
                        | "KnownIds" >> beam.FlatMap(lambda name: known_ids(output, name)))
+    # Specs are expanded here, in the launcher, to paths: Create then splits the work into
+    # partitions (Beam's Dask runner keeps Create's partitions through every later step, and
+    # its Reshuffle does nothing), and workers get small tasks, never image bytes.
+    items = [item for spec in options.input for item in expand_input(spec, naming(options))]
     labelled = (pipeline
-                | "InputSpecs" >> beam.Create(list(options.input))
+                | "InputItems" >> beam.Create(items)
                 | "Label" >> LabelFaces(options, metadata.model_hash, earlier_ids))
     rows = labelled["rows"] | "Rows" >> beam.Values()
     shards = (rows
@@ -565,6 +609,7 @@ def run(argv=None) -> dict:
     if problems:
         raise OptionsError("; ".join(problems))
     options.view_as(SetupOptions).save_main_session = False
+    apply_workers(options, argv)
     # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
     _, metadata = dataset_metadata(options)

@@ -39,6 +39,15 @@ class SplitFailures(beam.PTransform):
         return results, failures
 
 
+def expand_spec(element, *, naming: Naming):
+    """An input spec -> its ``SourceItem``s and failures; an item the launcher already
+    expanded (see ``generate.build``) passes through unchanged."""
+    if isinstance(element, str):
+        yield from expand_input(element, naming)
+    else:
+        yield element
+
+
 def _read(item, *, max_file_bytes: int):
     for record in read_item(item, max_file_bytes=max_file_bytes):
         if is_failure(record):
@@ -60,7 +69,7 @@ class ReadSources(beam.PTransform):
     def expand(self, specs):
         items, expand_failures = (
             specs
-            | "ExpandInputs" >> beam.FlatMap(expand_input, naming=self.naming)
+            | "ExpandInputs" >> beam.FlatMap(expand_spec, naming=self.naming)
             .with_output_types(Any)
             | "SplitExpandFailures" >> SplitFailures())
         records, read_failures = (
