@@ -65,8 +65,10 @@ def table(faces: Path, count: int, work: Path) -> list[tuple]:
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         dask = _timed(faces, work / "dask", "--runner", DASK_RUNNER,
                       "--dask_client_address", cluster.scheduler_address)
-        memory = cluster.scheduler_info()["workers"]
-        peak = max(worker["metrics"]["memory"] for worker in memory.values()) / 2**20
+        # Dask reports each worker's current RSS, not its peak: the largest at the end.
+        workers = cluster.scheduler_info["workers"]
+        peak = max(worker.get("metrics", worker).get("memory", 0)
+                   for worker in workers.values()) / 2**20
         distributed.default_client().close()
     rows.append(("Dask LocalCluster 2x1", dask, peak))
     reference = _digest(work / "w1")
