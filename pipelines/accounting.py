@@ -13,6 +13,8 @@ import collections
 
 import apache_beam as beam
 
+from pipelines.collect import ToOneList
+
 INPUT, WRITTEN, FAILED = "inputs", "written", "failed"
 DUPLICATE, EXISTING = "duplicates", "existing"
 OUTCOMES = (WRITTEN, FAILED, DUPLICATE, EXISTING)
@@ -104,4 +106,14 @@ class CountOutcomes(beam.PTransform):
         return ((*early, per_image, reasons, rows)
                 | "FlattenEvents" >> beam.Flatten()
                 | "CountEvents" >> beam.CombinePerKey(sum)
-                | "ToOneDict" >> beam.combiners.ToDict())
+                | "AllCounts" >> ToOneList()
+                | "ToOneDict" >> beam.Map(_sum_counts))
+
+
+def _sum_counts(counts: list) -> dict:
+    """``[(key, n)]`` -> ``{key: total}``; a key may come more than once, from a runner
+    whose shuffle split its group, and is then summed, not overwritten."""
+    totals: dict = {}
+    for key, number in counts:
+        totals[key] = totals.get(key, 0) + number
+    return totals

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -23,12 +24,18 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+)
 
 from fitting.crop import encode_jpeg, expnet_crop
 from fitting.image import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES, select_faces
 from pipelines import accounting, writing
+from pipelines.collect import ToOneList
 from pipelines.dataset import (
     DatasetStateError,
     RunPlan,
@@ -40,9 +47,15 @@ from pipelines.dataset import (
 from pipelines.errors import OptionsError
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
-from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure
+from pipelines.reading import (
+    Deduplicate,
+    ReadSources,
+    SplitFailures,
+    content_key,
+    is_failure,
+)
 from pipelines.resources import load_once
-from pipelines.sources import Failure, Naming
+from pipelines.sources import Failure, Naming, expand_input
 from schemas import DatasetMetadata
 from schemas import rows as columns
 from schemas.layout import STATS_NAME
@@ -271,22 +284,25 @@ def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str)
 
 
 FIT_BUCKETS = 64
+SUBJECT_GROUP, BUCKET_GROUP = 1, 0
 
 
 def fit_group(face: FaceRecord) -> tuple:
     """The fit group of a face: its subject, or one of ``FIT_BUCKETS`` hash buckets."""
     if face.image.subject:
-        return ("subject", face.image.subject)
-    return ("bucket", int(face.id[:8], 16) % FIT_BUCKETS)
+        # Ints, never the subject's str: those hash differently in each worker process.
+        subject = hashlib.sha256(face.image.subject.encode("utf-8")).hexdigest()
+        return (SUBJECT_GROUP, *content_key(subject))
+    return (BUCKET_GROUP, int(face.id[:8], 16) % FIT_BUCKETS)
 
 
 def _fit_chunks(element, *, subject_chunk_size: int):
     """A group's faces sorted by id, in chunks: ``(pooled, faces)``."""
-    (kind, _), faces = element
+    (kind, *_), faces = element
     faces = sorted(faces, key=lambda face: face.id)
-    size = subject_chunk_size if kind == "subject" else FIT_BATCH_SIZE
+    size = subject_chunk_size if kind == SUBJECT_GROUP else FIT_BATCH_SIZE
     for chunk in _chunks(faces, size):
-        yield kind == "subject", chunk
+        yield kind == SUBJECT_GROUP, chunk
 
 
 class FitMorphableModel(beam.PTransform):
@@ -413,6 +429,10 @@ class GenerateOptions(PipelineOptions):
         parser.add_argument("--incremental", action="store_true",
                             help="add only images whose content is new to the dataset in "
                                  "--output, as new shards beside the earlier ones")
+        parser.add_argument("--workers", type=int, default=None,
+                            help="processes of a local run (default: every core this "
+                                 "process may use); 1 runs in this process. Does not "
+                                 "apply when --runner or --direct_running_mode is given")
         parser.add_argument("--quiet", action="store_true", help="print no summary")
 
 
@@ -439,9 +459,39 @@ def validate_options(options: GenerateOptions) -> list[str]:
             re.compile(options.subject_pattern)
         except re.error as error:
             problems.append(f"--subject-pattern is not a regular expression: {error}")
+    if options.workers is not None and options.workers < 1:
+        problems.append(f"--workers must be >= 1, got {options.workers}")
     if options.max_pixels < 1 or options.max_file_bytes < 1:
         problems.append("--max-pixels and --max-file-bytes must be positive")
     return problems
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, where the OS has one)."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def apply_workers(options: GenerateOptions, argv: list[str] | None) -> int:
+    """Set the local engine for ``--workers``; returns the worker count (0: not applied).
+
+    ``--workers N`` above 1 runs the multi-process DirectRunner with N workers: measured
+    against a Dask LocalCluster on the same machine (benchmarks/scaling.py, RESULTS.md), it
+    is the faster engine on one machine. A ``--runner`` or ``--direct_running_mode`` of
+    the user's own wins.
+    """
+    given = " ".join(argv if argv is not None else sys.argv[1:])
+    if options.view_as(StandardOptions).runner or "--direct_running_mode" in given:
+        return 0
+    workers = options.workers or available_cores()
+    direct = options.view_as(DirectOptions)
+    if workers > 1:
+        direct.direct_running_mode = "multi_processing"
+        direct.direct_num_workers = workers
+    return workers
 
 
 def dataset_metadata(options: GenerateOptions):
@@ -474,19 +524,23 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
         earlier_ids = (pipeline
                        | "EarlierFiles" >> beam.Create(plan.previous_files)
                        | "KnownIds" >> beam.FlatMap(lambda name: known_ids(output, name)))
+    # Specs are expanded here, in the launcher, to paths: Create then splits the work into
+    # partitions (Beam's Dask runner keeps Create's partitions through every later step, and
+    # its Reshuffle does nothing), and workers get small tasks, never image bytes.
+    items = [item for spec in options.input for item in expand_input(spec, naming(options))]
     labelled = (pipeline
-                | "InputSpecs" >> beam.Create(list(options.input))
+                | "InputItems" >> beam.Create(items)
                 | "Label" >> LabelFaces(options, metadata.model_hash, earlier_ids))
     rows = labelled["rows"] | "Rows" >> beam.Values()
     shards = (rows
               | "WriteShards" >> writing.WriteShards(output, metadata,
                                                      num_shards=options.num_shards,
                                                      prefix=plan.shard_prefix)
-              | "AllShards" >> beam.combiners.ToList()
+              | "AllShards" >> ToOneList()
               | "TagShards" >> beam.Map(lambda entries: ("shards", entries)))
     failures = ((labelled["read_failures"], labelled["failures"])
                 | "AllFailures" >> beam.Flatten()
-                | "FailureList" >> beam.combiners.ToList()
+                | "FailureList" >> ToOneList()
                 | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
                     output, found, prefix=plan.shard_prefix))))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
@@ -498,7 +552,8 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
               | "TagCounts" >> beam.Map(lambda found: ("counts", found)))
     return ((shards, failures, counts)
             | "AllOutputs" >> beam.Flatten()
-            | "CollectOutputs" >> beam.combiners.ToDict()
+            | "CollectOutputs" >> ToOneList()
+            | "AsDict" >> beam.Map(dict)
             | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan,
                                      run_info=run_info))
 
@@ -552,6 +607,7 @@ def run(argv=None) -> dict:
     if problems:
         raise OptionsError("; ".join(problems))
     options.view_as(SetupOptions).save_main_session = False
+    apply_workers(options, argv)
     # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
     _, metadata = dataset_metadata(options)

@@ -39,6 +39,15 @@ class SplitFailures(beam.PTransform):
         return results, failures
 
 
+def expand_spec(element, *, naming: Naming):
+    """An input spec -> its ``SourceItem``s and failures; an item the launcher already
+    expanded (see ``generate.build``) passes through unchanged."""
+    if isinstance(element, str):
+        yield from expand_input(element, naming)
+    else:
+        yield element
+
+
 def _read(item, *, max_file_bytes: int):
     for record in read_item(item, max_file_bytes=max_file_bytes):
         if is_failure(record):
@@ -60,7 +69,7 @@ class ReadSources(beam.PTransform):
     def expand(self, specs):
         items, expand_failures = (
             specs
-            | "ExpandInputs" >> beam.FlatMap(expand_input, naming=self.naming)
+            | "ExpandInputs" >> beam.FlatMap(expand_spec, naming=self.naming)
             .with_output_types(Any)
             | "SplitExpandFailures" >> SplitFailures())
         records, read_failures = (
@@ -127,6 +136,17 @@ def _existing(kept):
     return ([(best.source, best.uri)] if best is not None else []) + duplicates
 
 
+def content_key(content_id: str) -> tuple[int, ...]:
+    """The shuffle key of a hex digest: ints of 60 bits (Beam's int coder holds 64), which
+    hash alike in every process.
+
+    A ``str`` key hashes differently in each Python process (``PYTHONHASHSEED``), which splits
+    one key's group on runners that hash keys with Python's ``hash`` (apache/beam#29365).
+    """
+    return tuple(int(content_id[start:start + 15], 16)
+                 for start in range(0, len(content_id), 15))
+
+
 class Deduplicate(beam.PTransform):
     """One survivor per content id (smallest URI wins).
 
@@ -139,9 +159,11 @@ class Deduplicate(beam.PTransform):
         self.known_ids = known_ids
 
     def expand(self, records):
-        keyed = records | "KeyByContent" >> beam.Map(lambda record: (record.content_id, record))
+        keyed = records | "KeyByContent" >> beam.Map(
+            lambda record: (content_key(record.content_id), record))
         if self.known_ids is not None:
-            known = self.known_ids | "MarkKnown" >> beam.Map(lambda known_id: (known_id, KNOWN))
+            known = self.known_ids | "MarkKnown" >> beam.Map(
+                lambda known_id: (content_key(known_id), KNOWN))
             keyed = (keyed, known) | "WithKnownIds" >> beam.Flatten()
         kept = (keyed
                 | "KeepOnePerId" >> beam.CombinePerKey(KeepSmallestUri())

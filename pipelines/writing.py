@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.collect import ToOneList
 from schemas import FAILURE_SCHEMA, DatasetMetadata, shard_schema
 from schemas import rows as columns
 from schemas.layout import FAILURES_DIR, TEMP_DIR, shard_name, shard_of
@@ -202,16 +203,16 @@ class _CountingWriter:
 
 
 class WriteShardDoFn(beam.DoFn):
-    """Writes one shard from ``(index, rows)``; emits ``(name, rows, bytes)``."""
+    """Writes one shard from ``((index, count), rows)``; emits ``(name, rows, bytes)``."""
 
     def __init__(self, output_dir: str, metadata: DatasetMetadata, prefix: str = "part"):
         self.output_dir = output_dir.rstrip("/")
         self.metadata = metadata
         self.prefix = prefix
 
-    def process(self, element, count):
-        index, rows = element
-        rows = sorted(rows, key=lambda pending: pending.id)
+    def process(self, element):
+        (index, count), rows = element
+        rows = sorted((row for row in rows if row is not None), key=lambda pending: pending.id)
         name = shard_name(index, count, self.prefix)
         sizes = []
         stream_atomically(self.output_dir, name,
@@ -260,27 +261,27 @@ class WriteShards(beam.PTransform):
         self.prefix = prefix
 
     def expand(self, rows):
-        pipeline = rows.pipeline
-        if self.num_shards:
-            count = pipeline | "FixedShardCount" >> beam.Create([self.num_shards])
-        else:
-            count = (rows
-                     | "RowBytes" >> beam.Map(row_bytes)
-                     | "TotalBytes" >> beam.CombineGlobally(sum)
-                     | "ShardCount" >> beam.Map(shard_count))
-        count_side = beam.pvalue.AsSingleton(count)
-        keyed = rows | "KeyByShard" >> beam.Map(
-            lambda pending, n: (shard_of(pending.id, n), pending),
-            n=count_side)
-        every_shard = count | "EveryShard" >> beam.FlatMap(
-            lambda n: [(index, None) for index in range(n)])
-        return ((keyed, every_shard)
-                | "WithEmptyShards" >> beam.Flatten()
+        return (rows
+                | "GatherPending" >> ToOneList()
+                | "AssignShards" >> beam.FlatMap(assign_shards, num_shards=self.num_shards)
                 | "GroupByShard" >> beam.GroupByKey()
-                | "DropPlaceholders" >> beam.MapTuple(
-                    lambda index, rows: (index, [row for row in rows if row is not None]))
                 | "WriteShard" >> beam.ParDo(
-                    WriteShardDoFn(self.output_dir, self.metadata, self.prefix), count_side))
+                    WriteShardDoFn(self.output_dir, self.metadata, self.prefix)))
+
+
+def assign_shards(pending_rows: list, *, num_shards: int = 0):
+    """All pending rows -> ``((index, count), pending)`` per row, ``None`` for every shard.
+
+    The shard count needs every row's size, so the small ``PendingRow`` records (about 100
+    bytes a face) meet in one element here, instead of in a side input (see
+    ``pipelines.collect``). Keys are tuples of ints, which hash alike in every worker process.
+    """
+    count = num_shards or shard_count(sum(row_bytes(pending) for pending in pending_rows))
+    for index in range(count):
+        # A placeholder per shard: every shard of the count is written, empty ones too.
+        yield (index, count), None
+    for pending in pending_rows:
+        yield (shard_of(pending.id, count), count), pending
 
 
 def failure_row(failure) -> dict:

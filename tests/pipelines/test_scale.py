@@ -23,17 +23,23 @@ def test_multiprocess_direct_runner_gives_identical_shards(folder_run, photo_fol
     assert dataset_bytes(tmp_path) == dataset_bytes(reference)
 
 
-def test_dask_runner_on_a_local_cluster_gives_identical_shards(folder_run, photo_folder,
-                                                               tmp_path):
+def run_on_local_dask(inputs, output, *extra) -> dict:
+    """``run_generate`` with Beam's DaskRunner on a 2-process LocalCluster on 127.0.0.1."""
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
-    reference, _ = folder_run
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
-        stats = run_generate([photo_folder], tmp_path, "--label-from-parent",
+        stats = run_generate(inputs, output, *extra,
                              "--runner", "apache_beam.runners.dask.dask_runner.DaskRunner",
                              "--dask_client_address", cluster.scheduler_address)
         # Beam's runner leaves its client open; close it before the cluster goes away.
         distributed.default_client().close()
+    return stats
+
+
+def test_dask_runner_on_a_local_cluster_gives_identical_shards(folder_run, photo_folder,
+                                                               tmp_path):
+    reference, _ = folder_run
+    stats = run_on_local_dask([photo_folder], tmp_path, "--label-from-parent")
     assert stats["invariant"]["holds"]
     assert dataset_bytes(tmp_path) == dataset_bytes(reference)
 

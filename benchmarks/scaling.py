@@ -1,0 +1,108 @@
+"""Images/s of `expnet generate` on one process, on N processes and on a Dask LocalCluster.
+
+    .venv/bin/python benchmarks/scaling.py [--faces 3000] [--large 12000] [--size 250]
+
+Makes unique SIZE x SIZE faces once in a temporary folder (the bundled photos cut around their
+face, each corner-marked so that nothing deduplicates, as in generate_speed.py), then runs, in
+this one invocation and on the same folder: ``--workers 1`` (in memory, the baseline),
+``--workers 2`` and Beam's DaskRunner on a 2-worker ``distributed.LocalCluster`` (2 processes
+x 1 thread). Prints seconds, images/s, speed-up over ``--workers 1`` and the peak RSS of the
+largest child process; ``--large`` (optional, 0 = skip) repeats the table at that many faces.
+Every run must write the same shards (checked). Compare ratios from one run only: on a shared
+machine the absolute figures move with the load, which is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from generate_speed import make_collection  # noqa: E402
+
+from pipelines import generate  # noqa: E402
+
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+
+
+def _digest(output: Path) -> dict:
+    names = [*sorted(output.glob("part-*.parquet")), output / "manifest.json"]
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in names}
+
+
+def _timed(faces: Path, output: Path, *flags: str) -> float:
+    started = time.perf_counter()
+    stats = generate.run(["--input", str(faces), "--output", str(output), "--quiet",
+                          "--overwrite", *flags])
+    seconds = time.perf_counter() - started
+    if not stats["invariant"]["holds"] or stats["written"] != stats["inputs"]:
+        raise RuntimeError(f"run {flags} did not write every face: {stats['invariant']}")
+    return seconds
+
+
+def _children_peak_mib() -> float:
+    # ru_maxrss of the largest waited-for child (KiB on Linux): the heaviest worker.
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def table(faces: Path, count: int, work: Path) -> list[tuple]:
+    import distributed
+
+    rows = []
+    one = _timed(faces, work / "w1", "--workers", "1")
+    rows.append(("--workers 1 (in memory)", one, resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024))
+    two = _timed(faces, work / "w2", "--workers", "2")
+    rows.append(("--workers 2", two, _children_peak_mib()))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        dask = _timed(faces, work / "dask", "--runner", DASK_RUNNER,
+                      "--dask_client_address", cluster.scheduler_address)
+        # Dask reports each worker's current RSS, not its peak: the largest at the end.
+        workers = cluster.scheduler_info["workers"]
+        peak = max(worker.get("metrics", worker).get("memory", 0)
+                   for worker in workers.values()) / 2**20
+        distributed.default_client().close()
+    rows.append(("Dask LocalCluster 2x1", dask, peak))
+    reference = _digest(work / "w1")
+    for name in ("w2", "dask"):
+        if _digest(work / name) != reference:
+            raise RuntimeError(f"{name} wrote other shards than --workers 1")
+    print(f"\n{count} faces (load average before: {os.getloadavg()[0]:.2f})")
+    print(f"{'engine':28s} {'seconds':>8s} {'images/s':>9s} {'speed-up':>9s} {'MiB':>7s}")
+    for name, seconds, mib in rows:
+        print(f"{name:28s} {seconds:8.1f} {count / seconds:9.1f} {one / seconds:8.2f}x "
+              f"{mib:7.0f}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, default=3000)
+    parser.add_argument("--large", type=int, default=0,
+                        help="also run at this many faces (e.g. 12000); 0 skips")
+    parser.add_argument("--size", type=int, default=250)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="expnet-scaling-") as temp:
+        work = Path(temp)
+        results = {}
+        for count in [args.faces] + ([args.large] if args.large else []):
+            faces = work / f"faces-{count}"
+            make_collection(faces, count, args.size)
+            results[count] = table(faces, count, work / f"out-{count}")
+        if args.large:
+            for index, name in enumerate(("--workers 1", "--workers 2", "Dask")):
+                ratio = results[args.large][index][1] / results[args.faces][index][1]
+                print(f"{name}: {args.large} faces took {ratio:.2f}x the time of "
+                      f"{args.faces}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Same dataset, byte for byte, from every engine: in memory, --workers 2, Dask partitions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.pipelines.conftest import run_generate
+from tests.pipelines.test_reliability import dataset_bytes
+from tests.pipelines.test_scale import run_on_local_dask
+
+REPO = Path(__file__).resolve().parents[2]
+UNIQUE_FACES = 128
+PARTITION_SIZE = 16  # 128 / 16 = 8 Dask partitions in every step
+
+
+def _make_collection():
+    spec = importlib.util.spec_from_file_location(
+        "generate_speed", REPO / "benchmarks" / "generate_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_collection
+
+
+@pytest.fixture(scope="module")
+def unique_faces(tmp_path_factory) -> Path:
+    """128 distinct 120 x 120 face crops of the bundled photos (corner-marked)."""
+    folder = tmp_path_factory.mktemp("unique") / "faces"
+    _make_collection()(folder, UNIQUE_FACES, 120)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def in_memory_run(unique_faces, tmp_path_factory):
+    output = tmp_path_factory.mktemp("in-memory")
+    return output, run_generate([unique_faces], output, "--workers", "1")
+
+
+def _counts(stats: dict) -> tuple:
+    return tuple(stats[key] for key in ("inputs", "written", "failed", "duplicates"))
+
+
+def test_in_memory_run_accounts_for_every_face(in_memory_run):
+    output, stats = in_memory_run
+    assert stats["invariant"]["holds"]
+    assert _counts(stats) == (UNIQUE_FACES, UNIQUE_FACES, 0, 0)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert [shard["name"] for shard in manifest["shards"]] == ["part-00000-of-00001.parquet"]
+
+
+def test_two_workers_write_the_in_memory_dataset(in_memory_run, unique_faces, tmp_path):
+    reference, reference_stats = in_memory_run
+    stats = run_generate([unique_faces], tmp_path, "--workers", "2")
+    assert _counts(stats) == _counts(reference_stats)
+    assert dataset_bytes(tmp_path) == dataset_bytes(reference)
+
+
+def test_dask_with_small_partitions_writes_the_in_memory_dataset(in_memory_run, unique_faces,
+                                                                 tmp_path):
+    reference, reference_stats = in_memory_run
+    stats = run_on_local_dask([unique_faces], tmp_path,
+                              "--dask_partition_size", str(PARTITION_SIZE))
+    assert stats["invariant"]["holds"]
+    assert _counts(stats) == _counts(reference_stats)
+    assert dataset_bytes(tmp_path) == dataset_bytes(reference)
