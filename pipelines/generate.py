@@ -430,9 +430,10 @@ class GenerateOptions(PipelineOptions):
                             help="add only images whose content is new to the dataset in "
                                  "--output, as new shards beside the earlier ones")
         parser.add_argument("--workers", type=int, default=None,
-                            help="processes of a local run (default: every core this "
-                                 "process may use); 1 runs in this process. Does not "
-                                 "apply when --runner or --direct_running_mode is given")
+                            help="processes of a local run; 1 runs in this process "
+                                 f"(default: every core for {PARALLEL_FROM_ITEMS} or more "
+                                 "input files, else 1). Does not apply when --runner or "
+                                 "--direct_running_mode is given")
         parser.add_argument("--quiet", action="store_true", help="print no summary")
 
 
@@ -475,7 +476,18 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def apply_workers(options: GenerateOptions, argv: list[str] | None) -> int:
+# Below this many input files the default is one process: starting the multi-process
+# DirectRunner costs more than it saves (the 10-image demo: 7.7 s in process, 13.9 s on two;
+# 200 faces: 0.61x, RESULTS.md "Scaling"); at 3000 faces two processes gave 1.33x.
+PARALLEL_FROM_ITEMS = 2000
+
+
+def default_workers(item_count: int) -> int:
+    """``--workers`` when not given: every core for large inputs, else one process."""
+    return available_cores() if item_count >= PARALLEL_FROM_ITEMS else 1
+
+
+def apply_workers(options: GenerateOptions, argv: list[str] | None, item_count: int) -> int:
     """Set the local engine for ``--workers``; returns the worker count (0: not applied).
 
     ``--workers N`` above 1 runs the multi-process DirectRunner with N workers: measured
@@ -486,7 +498,7 @@ def apply_workers(options: GenerateOptions, argv: list[str] | None) -> int:
     given = " ".join(argv if argv is not None else sys.argv[1:])
     if options.view_as(StandardOptions).runner or "--direct_running_mode" in given:
         return 0
-    workers = options.workers or available_cores()
+    workers = options.workers or default_workers(item_count)
     direct = options.view_as(DirectOptions)
     if workers > 1:
         direct.direct_running_mode = "multi_processing"
@@ -510,8 +522,18 @@ def dataset_metadata(options: GenerateOptions):
         pipeline_version=version.VERSION)
 
 
+def list_items(options: GenerateOptions) -> list:
+    """Every input spec expanded, in the launcher, to the files and archives it names.
+
+    ``Create`` then splits the work into partitions (Beam's Dask runner keeps Create's
+    partitions through every later step, and its Reshuffle does nothing), and workers get
+    small tasks, never image bytes.
+    """
+    return [item for spec in options.input for item in expand_input(spec, naming(options))]
+
+
 def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMetadata,
-          plan: RunPlan, run_info: dict):
+          plan: RunPlan, run_info: dict, items: list | None = None):
     """Add the generate job to ``pipeline``.
 
     Everything ends in one ``Finalize`` step that runs after shards, failures and counts are
@@ -524,10 +546,8 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
         earlier_ids = (pipeline
                        | "EarlierFiles" >> beam.Create(plan.previous_files)
                        | "KnownIds" >> beam.FlatMap(lambda name: known_ids(output, name)))
-    # Specs are expanded here, in the launcher, to paths: Create then splits the work into
-    # partitions (Beam's Dask runner keeps Create's partitions through every later step, and
-    # its Reshuffle does nothing), and workers get small tasks, never image bytes.
-    items = [item for spec in options.input for item in expand_input(spec, naming(options))]
+    if items is None:
+        items = list_items(options)
     labelled = (pipeline
                 | "InputItems" >> beam.Create(items)
                 | "Label" >> LabelFaces(options, metadata.model_hash, earlier_ids))
@@ -607,9 +627,10 @@ def run(argv=None) -> dict:
     if problems:
         raise OptionsError("; ".join(problems))
     options.view_as(SetupOptions).save_main_session = False
-    apply_workers(options, argv)
     # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
+    items = list_items(options)
+    apply_workers(options, argv, len(items))
     _, metadata = dataset_metadata(options)
     output = options.output.rstrip("/")
     fingerprint = run_fingerprint(options, metadata)
@@ -625,7 +646,7 @@ def run(argv=None) -> dict:
             PROGRESS.start()
         try:
             with beam.Pipeline(options=options) as pipeline:
-                build(pipeline, options, metadata, plan, run_info)
+                build(pipeline, options, metadata, plan, run_info, items)
         finally:
             PROGRESS.stop()
         stats = writing.read_json(f"{output}/{STATS_NAME}")
