@@ -8,7 +8,8 @@ Threads are pinned to 1 before numpy loads. Landmarks of ``--faces`` faces (iden
 expression ~ N(0, 1), the poses of ``benchmarks/fit_speed.py``, 1 px noise) are fitted with
 ``fit_landmarks`` (jaw sliding, the pipeline's default) in batches of ``--batch``; then
 ``blendshape_weights`` maps the fitted codes to the 52 ARKit weights in the same batches.
-Both are timed in CPU time of this process, best of ``PASSES`` passes; the issue's budget is a
+The ratio is taken against the fit's own time (the fit with weights less the weights). Both
+are timed in CPU time of this process, best of ``PASSES`` passes; the issue's budget is a
 ratio of at most 0.10.
 """
 
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.faces} faces in batches of {args.batch}, one thread, CPU time")
     print(f"fit_landmarks (with weights)  {fit_seconds * per_face:8.3f} ms/face")
     print(f"blendshape_weights            {weight_seconds * per_face:8.3f} ms/face")
-    print(f"ratio weights / fit           {weight_seconds / fit_seconds:8.3f}  (budget 0.10)")
+    own = fit_seconds - weight_seconds        # the fit without its weights
+    print(f"ratio weights / fit's own time {weight_seconds / own:7.3f}  (budget 0.10)")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ box-constrained least squares::
     min_w ||F w - E e||^2   s.t.  0 <= w <= 1
   = min_w 1/2 w^T G w - w^T (C e)   (+ a constant)
 
-a U-dimensional box QP per face, solved batched by accelerated projected gradient (FISTA,
-Beck and Teboulle 2009, with O'Donoghue and Candes' adaptive restart) on the Jacobi-scaled
-problem, for a fixed maximum number of iterations with a convergence check: deterministic.
+a U-dimensional box QP per face, solved batched by ADMM, whose active set is then polished by
+an exact solve and checked against the KKT conditions (:func:`solve_box_qp`); a fixed
+iteration cap and no randomness, so the weights are deterministic. Everything that depends on
+``G`` alone is computed once per model.
 Units that move no vertex of the model (the eye-look and tongue units of the open model move
 only the eyeballs and tongue) have ``G_kk = 0`` and weight 0.
 
@@ -27,6 +28,8 @@ The inverse map, units to code, is the least-squares code of the units' field,
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fitting.models import MorphableModel
@@ -35,7 +38,7 @@ __all__ = ["blendshape_weights", "blendshape_code", "solve_box_qp", "has_blendsh
 
 MAX_ITERATIONS = 1000       # ADMM iterations at most
 TOLERANCE = 1e-6            # KKT tolerance of the polished solution, in weight units
-ADMM_BLOCK = 20             # ADMM iterations between polishing attempts
+ADMM_BLOCK = 25             # ADMM iterations between polishing attempts
 RELAXATION = 1.6            # over-relaxation of ADMM (1.5-1.8 is the usual range)
 
 
@@ -103,7 +106,8 @@ def solve_box_qp(gram: np.ndarray, linear: np.ndarray, *,
     """Batched ``min_w 1/2 w^T G w - w^T b`` subject to ``0 <= w <= 1``.
 
     ADMM (Boyd et al. 2011, section 5.2; over-relaxed) on the Jacobi-scaled problem, its
-    linear step solved in the eigenbasis of ``G`` for the whole batch, in blocks of
+    linear step one product with the solution operator of ``G + rho I`` (from the eigenbasis of
+    ``G``, once per ``G``) for the whole batch, in blocks of
     :data:`ADMM_BLOCK` iterations. After each block every unfinished row is *polished* as in
     OSQP (Stellato et al. 2020): its active set is guessed from the ADMM iterate, the
     free weights are solved exactly with the others at their bounds, and the row is done when
@@ -130,26 +134,19 @@ def solve_box_qp(gram: np.ndarray, linear: np.ndarray, *,
     if max_iterations < 1 or tolerance <= 0:
         raise ValueError("max_iterations must be >= 1 and tolerance > 0")
     weights = np.zeros(linear.shape)
-    moving = np.flatnonzero(np.diag(gram) > 0)
+    moving, scale, scaled_gram, rho, step = _prepared(gram.tobytes(), gram.shape[0])
     if moving.size == 0 or linear.shape[0] == 0:
         return weights
-    # Jacobi scaling, u = d w: the box becomes [0, d] and G's diagonal 1.
-    scale = np.sqrt(np.diag(gram)[moving])
-    scaled_gram = gram[np.ix_(moving, moving)] / np.outer(scale, scale)
     scaled_linear = linear[:, moving] / scale
-    eigenvalues, eigenvectors = np.linalg.eigh(scaled_gram)
-    # rho at the geometric mean of the spectrum: the usual choice for a linear rate.
-    rho = np.sqrt(max(eigenvalues[0], 1e-12 * eigenvalues[-1]) * eigenvalues[-1])
-    # (G + rho I) x = r solved in G's eigenbasis: two products per iteration for the batch.
-    shifted = eigenvalues + rho
     result = np.zeros_like(scaled_linear)
     todo = np.arange(len(scaled_linear))
     box = np.zeros_like(scaled_linear)
     dual = np.zeros_like(scaled_linear)
     for _ in range(0, max_iterations, ADMM_BLOCK):
         rhs, z, u = scaled_linear[todo], box[todo], dual[todo]
+        constant = rhs @ step
         for _ in range(ADMM_BLOCK):
-            x = (((rhs + rho * (z - u)) @ eigenvectors) / shifted) @ eigenvectors.T
+            x = constant + (rho * (z - u)) @ step
             relaxed = RELAXATION * x + (1.0 - RELAXATION) * z
             z = np.clip(relaxed + u, 0.0, scale)
             u = u + relaxed - z
@@ -164,6 +161,31 @@ def solve_box_qp(gram: np.ndarray, linear: np.ndarray, *,
     return weights
 
 
+@functools.lru_cache(maxsize=8)
+def _prepared(gram_bytes: bytes, size: int):
+    """What the solver needs of ``G`` alone, once per distinct ``G`` (a model's products).
+
+    Returns ``moving`` (n,) units with ``G_kk > 0``, ``scale`` (n,) their ``sqrt(G_kk)``, the
+    Jacobi-scaled Gram (n, n), ADMM's ``rho`` and its step operator ``(G + rho I)^-1`` (n, n).
+    """
+    gram = np.frombuffer(gram_bytes, dtype=np.float64).reshape(size, size)
+    moving = np.flatnonzero(np.diag(gram) > 0)
+    if moving.size == 0:
+        return moving, np.ones(0), np.zeros((0, 0)), 1.0, np.zeros((0, 0))
+    # Jacobi scaling, u = d w: the box becomes [0, d] and G's diagonal 1.
+    scale = np.sqrt(np.diag(gram)[moving])
+    scaled_gram = gram[np.ix_(moving, moving)] / np.outer(scale, scale)
+    eigenvalues, eigenvectors = np.linalg.eigh(scaled_gram)
+    # rho at the geometric mean of the spectrum: the usual choice for a linear rate.
+    rho = float(np.sqrt(max(eigenvalues[0], 1e-12 * eigenvalues[-1]) * eigenvalues[-1]))
+    # The ADMM step solves (G + rho I) x = b + rho (z - u) for the batch at every iteration;
+    # from G's eigendecomposition its solution operator is one (n, n) product, and
+    # cond(G + rho I) = sqrt(cond G) (about 40 for the open model) keeps it accurate. The
+    # polished result is solved directly; ADMM only finds the active set.
+    step = (eigenvectors / (eigenvalues + rho)) @ eigenvectors.T
+    return moving, scale, scaled_gram, rho, step
+
+
 def _polish(gram, linear, point, dual, scale, tolerance):
     """Exact solve on the active set guessed from an ADMM iterate; which rows pass KKT.
 
@@ -174,17 +196,25 @@ def _polish(gram, linear, point, dual, scale, tolerance):
     upper = (point >= scale) & (dual > 0.0)
     free = ~(lower | upper)
     fixed = np.where(upper, scale, 0.0)
-    system = np.where(free[:, :, None] & free[:, None, :], gram, 0.0)
-    diagonal = np.arange(gram.shape[0])
-    system[:, diagonal, diagonal] = np.where(free, np.diag(gram), 1.0)
-    rhs = np.where(free, linear - fixed @ gram, fixed)
-    solved = np.linalg.solve(system, rhs[:, :, None])[:, :, 0]
+    # Solve only the free block of each row: its free units first, padded to the batch's
+    # largest free set with identity rows (solving padded 51-wide systems cost 3x more).
+    order = np.argsort(~free, axis=1, kind="stable")[:, :max(int(free.sum(axis=1).max()), 1)]
+    valid = np.take_along_axis(free, order, axis=1)
+    system = gram[order[:, :, None], order[:, None, :]]
+    system = np.where(valid[:, :, None] & valid[:, None, :], system, 0.0)
+    diagonal = np.arange(order.shape[1])
+    system[:, diagonal, diagonal] = np.where(valid, np.diag(gram)[order], 1.0)
+    rhs = np.take_along_axis(linear - fixed @ gram, order, axis=1)
+    block = np.linalg.solve(system, np.where(valid, rhs, 0.0)[:, :, None])[:, :, 0]
+    solved = fixed.copy()
+    rows = np.arange(len(solved))[:, None]
+    solved[rows, order] = np.where(valid, block, fixed[rows, order])
     gradient = solved @ gram - linear
     slack = tolerance * scale
     feasible = np.all((solved >= -slack) & (solved <= scale + slack), axis=1)
     # KKT: free weights have zero gradient, lower-held ones a non-negative, upper-held ones
     # a non-positive gradient (scaled units, so compared with the tolerance times scale).
-    stationary = np.all(np.where(free, np.abs(gradient), 0.0) <= slack * 10.0, axis=1)
+    stationary = np.all(np.where(free, np.abs(gradient), 0.0) <= slack, axis=1)
     signs = np.all(np.where(lower, gradient >= -slack, True)
                    & np.where(upper, gradient <= slack, True), axis=1)
     return np.clip(solved, 0.0, scale), feasible & stationary & signs
