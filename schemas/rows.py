@@ -70,8 +70,10 @@ ROW_FIELDS = (
     pa.field(FIT_RESIDUAL, pa.float32(), nullable=False),
     pa.field(LANDMARKER, pa.string(), nullable=False),
     pa.field(MODEL_ID, pa.string(), nullable=False),
-    # Null for a model without named units; new in schema version 2.
-    pa.field(BLENDSHAPES, _floats(NUM_BLENDSHAPES)),
+    # Null for a model without named units; new in schema version 2. A variable-length list:
+    # Parquet files with null fixed-size lists do not read back (pyarrow 'Expected all lists
+    # to be of size=52'), so the 52 is checked by schemas.validate instead.
+    pa.field(BLENDSHAPES, pa.list_(pa.float32())),
 )
 # Columns a shard of an older readable version may lack: name -> version that added it.
 COLUMN_SINCE = {BLENDSHAPES: 2}
@@ -119,7 +121,7 @@ HUGGINGFACE_FEATURES = {
     FIT_RESIDUAL: _value("float32"),
     LANDMARKER: _value("string"),
     MODEL_ID: _value("string"),
-    BLENDSHAPES: _sequence("float32", NUM_BLENDSHAPES),
+    BLENDSHAPES: _sequence("float32"),
 }
 
 # Column names and value of a prediction row (what `expnet predict` writes).

@@ -15,6 +15,7 @@ from schemas.rows import (
     FIT_RESIDUAL,
     ID,
     LANDMARKS,
+    NUM_BLENDSHAPES,
     PITCH,
     READABLE_SCHEMA_VERSIONS,
     ROLL,
@@ -65,7 +66,12 @@ def value_problems(data: pa.Table | pa.RecordBatch) -> list[str]:
         if name not in names:       # only an older version's shard lacks a column
             continue
         column = data.column(name)
-        if pa.types.is_fixed_size_list(column.type):
+        if name == BLENDSHAPES:
+            lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+            lengths = lengths[~np.isnan(lengths.astype(float))]
+            if np.any(lengths != NUM_BLENDSHAPES):
+                problems.append(f"column {name!r} has rows without {NUM_BLENDSHAPES} weights")
+        if pa.types.is_fixed_size_list(column.type) or name == BLENDSHAPES:
             column = pc.list_flatten(column)
         values = column.to_numpy(zero_copy_only=False)
         if values.size and not np.all(np.isfinite(values)):

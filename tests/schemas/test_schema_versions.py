@@ -57,3 +57,18 @@ def test_current_version_requires_the_column_and_checks_its_range(tmp_path):
     assert schema_problems(lacking.with_metadata(
         dataclasses.replace(metadata, schema_version=3).to_arrow()))[0].startswith(
         "schema version 3")
+
+
+def test_null_and_full_blendshape_rows_read_back_from_parquet(tmp_path):
+    metadata = dataclasses.replace(synthetic_metadata(schema_version=2),
+                                   blendshape_names=NAMES)
+    rows = sorted(latent_rows(3, seed=5), key=lambda row: row[columns.ID])
+    rows[2][columns.BLENDSHAPES] = [0.25] * columns.NUM_BLENDSHAPES
+    schema = ROW_SCHEMA.with_metadata(metadata.to_arrow())
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / "shard.parquet")
+    table = pq.read_table(tmp_path / "shard.parquet")
+    assert table.column(columns.BLENDSHAPES).to_pylist()[:2] == [None, None]
+    assert table_problems(table) == []
+    rows[1][columns.BLENDSHAPES] = [0.25] * 3
+    short = pa.Table.from_pylist(rows, schema=schema)
+    assert table_problems(short) == ["column 'blendshapes' has rows without 52 weights"]
