@@ -21,6 +21,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from fitting import design as geometry
+from fitting.blendshapes import blendshape_weights
 from fitting.camera import project_points, rotation_to_euler
 from fitting.checks import (
     FAILURE_REASONS,
@@ -56,6 +57,9 @@ class FitBatch:
     converged : (B,) bool              parameters settled within ``tolerance``
     failure : (B,) object              None, or the reason (one of ``FAILURE_REASONS``);
                                        failed rows hold zeros and identity rotations
+    blendshapes : (B, U) float64 or None   weights in [0, 1] of the model's named units
+                                       (:func:`fitting.blendshapes.blendshape_weights`);
+                                       None for a model without them
     """
 
     expression: np.ndarray
@@ -69,6 +73,7 @@ class FitBatch:
     residual: np.ndarray
     converged: np.ndarray
     failure: np.ndarray
+    blendshapes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scale)
@@ -236,7 +241,8 @@ def fit_landmarks(
         [parts["identity"], parts["expression"], parts["translation"],
          parts["scale"][:, None], residual[:, None]], axis=1)), axis=1)
     failure[bad] = "numerical_failure"
-    return _assemble(parts, residual, failure)
+    fit = _assemble(parts, residual, failure)
+    return dataclasses.replace(fit, blendshapes=blendshape_weights(model, fit.expression))
 
 
 def _normalised_residual(design: geometry.FitDesign, parts: dict, landmarks: np.ndarray,

@@ -280,6 +280,7 @@ def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str)
         columns.FIT_RESIDUAL: float(np.float32(fit.residual[index])),
         columns.LANDMARKER: landmarker,
         columns.MODEL_ID: model_id,
+        columns.BLENDSHAPES: None if fit.blendshapes is None else _floats(fit.blendshapes[index]),
     }
 
 
@@ -519,7 +520,7 @@ def dataset_metadata(options: GenerateOptions):
         model_id=model.model_id, model_hash=model.content_hash,
         expression_std=tuple(float(value) for value in model.expression_std),
         landmarker=options.landmarker, landmarker_version=landmarker.version,
-        pipeline_version=version.VERSION)
+        pipeline_version=version.VERSION, blendshape_names=model.blendshape_names)
 
 
 def list_items(options: GenerateOptions) -> list:

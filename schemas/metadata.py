@@ -11,6 +11,7 @@ from schemas.rows import EXPRESSION_DIM, HUGGINGFACE_FEATURES, ROW_SCHEMA, SCHEM
 
 KEY_PREFIX = "expnet."
 HUGGINGFACE_KEY = "huggingface"
+OPTIONAL_FIELDS = ("blendshape_names",)     # absent from schema version 1 shards
 
 
 class SchemaError(ValueError):
@@ -32,6 +33,9 @@ class DatasetMetadata:
     schema_version : int
     expression_dim : int
     expression_units : str       always "sigma"
+    blendshape_names : tuple of str or None   names of the ``blendshapes`` column's weights
+                                 (ARKit); None when the model has no named units or the
+                                 shard predates schema version 2
     """
 
     model_id: str
@@ -43,6 +47,7 @@ class DatasetMetadata:
     schema_version: int = SCHEMA_VERSION
     expression_dim: int = EXPRESSION_DIM
     expression_units: str = "sigma"
+    blendshape_names: tuple | None = None
 
     def to_arrow(self) -> dict[bytes, bytes]:
         """Schema-metadata entries, including the Hugging Face features description."""
@@ -63,6 +68,8 @@ class DatasetMetadata:
         values = {}
         for field in dataclasses.fields(cls):
             raw = metadata.get(f"{KEY_PREFIX}{field.name}".encode())
+            if raw is None and field.name in OPTIONAL_FIELDS:
+                continue
             if raw is None:
                 raise SchemaError(f"schema metadata lacks '{KEY_PREFIX}{field.name}'")
             try:
@@ -70,6 +77,8 @@ class DatasetMetadata:
             except json.JSONDecodeError as error:
                 raise SchemaError(f"unreadable metadata '{field.name}': {error}") from error
         values["expression_std"] = tuple(values["expression_std"])
+        if values.get("blendshape_names") is not None:
+            values["blendshape_names"] = tuple(values["blendshape_names"])
         return cls(**values)
 
 

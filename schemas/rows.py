@@ -1,4 +1,4 @@
-"""The one Arrow schema of a label row and of a failure row (schema version 1).
+"""The one Arrow schema of a label row and of a failure row (schema version 2).
 
 Writer, readers and tests import these objects; nobody spells a column name twice.
 """
@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions whose shards readers still accept; version 1 lacks the blendshapes column.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 EXPRESSION_DIM = 29
 # Landmarks per row; the row contract's own constant (schemas never imports fitting; a test
 # checks it matches fitting.models.model.NUM_LANDMARKS).
 NUM_LANDMARKS = 68
+NUM_BLENDSHAPES = 52         # ARKit-style named units; names in the dataset metadata
 
 # Column names of a label row.
 ID = "id"
@@ -33,6 +36,7 @@ FACE_BOX = "face_box"
 FIT_RESIDUAL = "fit_residual"
 LANDMARKER = "landmarker"
 MODEL_ID = "model_id"
+BLENDSHAPES = "blendshapes"
 
 # Column names of a failure row.
 STAGE = "stage"
@@ -68,7 +72,13 @@ ROW_FIELDS = (
     pa.field(FIT_RESIDUAL, pa.float32(), nullable=False),
     pa.field(LANDMARKER, pa.string(), nullable=False),
     pa.field(MODEL_ID, pa.string(), nullable=False),
+    # Null for a model without named units; new in schema version 2. A variable-length list:
+    # Parquet files with null fixed-size lists do not read back (pyarrow 'Expected all lists
+    # to be of size=52'), so the 52 is checked by schemas.validate instead.
+    pa.field(BLENDSHAPES, pa.list_(pa.float32())),
 )
+# Columns a shard of an older readable version may lack: name -> version that added it.
+COLUMN_SINCE = {BLENDSHAPES: 2}
 
 ROW_SCHEMA = pa.schema(ROW_FIELDS)
 
@@ -115,6 +125,7 @@ HUGGINGFACE_FEATURES = {
     FIT_RESIDUAL: _value("float32"),
     LANDMARKER: _value("string"),
     MODEL_ID: _value("string"),
+    BLENDSHAPES: _sequence("float32"),
 }
 
 # Column names and value of a prediction row (what `expnet predict` writes).

@@ -8,17 +8,20 @@ import pyarrow.compute as pc
 
 from schemas.metadata import DatasetMetadata, SchemaError
 from schemas.rows import (
+    BLENDSHAPES,
+    COLUMN_SINCE,
     EXPRESSION,
     FACE_BOX,
     FIT_RESIDUAL,
     ID,
     LANDMARKS,
+    NUM_BLENDSHAPES,
     PITCH,
+    READABLE_SCHEMA_VERSIONS,
     ROLL,
     ROTATION,
     ROW_SCHEMA,
     SCALE,
-    SCHEMA_VERSION,
     SOURCE_LANDMARKS,
     TRANSLATION,
     YAW,
@@ -29,20 +32,25 @@ FLOAT_COLUMNS = (EXPRESSION, ROTATION, YAW, PITCH, ROLL, SCALE, TRANSLATION, LAN
 
 
 def schema_problems(schema: pa.Schema) -> list[str]:
-    """Reasons ``schema`` (with its metadata) is not a version-1 label shard schema."""
+    """Reasons ``schema`` (with its metadata) is not a label shard schema of a readable version.
+
+    A shard of an older version (:data:`READABLE_SCHEMA_VERSIONS`) may lack the columns added
+    after it (:data:`COLUMN_SINCE`)."""
     problems = []
     try:
         metadata = DatasetMetadata.from_arrow(schema.metadata)
     except SchemaError as error:
         return [str(error)]
-    if metadata.schema_version != SCHEMA_VERSION:
+    if metadata.schema_version not in READABLE_SCHEMA_VERSIONS:
         problems.append(f"schema version {metadata.schema_version}, this reader knows "
-                        f"{SCHEMA_VERSION}")
+                        f"{list(READABLE_SCHEMA_VERSIONS)}")
     if len(metadata.expression_std) != metadata.expression_dim:
         problems.append(f"expression_std has {len(metadata.expression_std)} values, "
                         f"expression_dim is {metadata.expression_dim}")
     for field in ROW_SCHEMA:
         if field.name not in schema.names:
+            if metadata.schema_version < COLUMN_SINCE.get(field.name, 0):
+                continue
             problems.append(f"missing column {field.name!r}")
         elif not schema.field(field.name).type.equals(field.type):
             problems.append(f"column {field.name!r} is {schema.field(field.name).type}, "
@@ -53,13 +61,23 @@ def schema_problems(schema: pa.Schema) -> list[str]:
 def value_problems(data: pa.Table | pa.RecordBatch) -> list[str]:
     """Reasons the float columns of a table or record batch are invalid: non-finite values."""
     problems = []
-    for name in FLOAT_COLUMNS:
+    names = data.schema.names
+    for name in FLOAT_COLUMNS + (BLENDSHAPES,):
+        if name not in names:       # only an older version's shard lacks a column
+            continue
         column = data.column(name)
-        if pa.types.is_fixed_size_list(column.type):
+        if name == BLENDSHAPES:
+            lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+            lengths = lengths[~np.isnan(lengths.astype(float))]
+            if np.any(lengths != NUM_BLENDSHAPES):
+                problems.append(f"column {name!r} has rows without {NUM_BLENDSHAPES} weights")
+        if pa.types.is_fixed_size_list(column.type) or name == BLENDSHAPES:
             column = pc.list_flatten(column)
         values = column.to_numpy(zero_copy_only=False)
         if values.size and not np.all(np.isfinite(values)):
             problems.append(f"column {name!r} has non-finite values")
+        elif name == BLENDSHAPES and values.size and (values.min() < 0 or values.max() > 1):
+            problems.append(f"column {name!r} has weights outside [0, 1]")
     return problems
 
 

@@ -46,7 +46,11 @@ _ARRAY_FIELDS = (
     ("landmark_indices", np.int32),
     ("contour_candidates", np.int32),
     ("triangles", np.int32),
+    ("blendshape_gram", np.float32),
+    ("blendshape_cross", np.float32),
 )
+# Optional arrays: a model file without them is valid (blendshape_* come with named units).
+_OPTIONAL_ARRAYS = ("contour_candidates", "blendshape_gram", "blendshape_cross")
 
 
 class ModelFileError(ValueError):
@@ -69,6 +73,11 @@ class MorphableModel:
     contour_candidates : (17, C) int64 or None
         For each jaw-line landmark (iBUG 0..16), candidate vertices ordered from the frontal
         landmark vertex outwards towards the side of the head; ``-1`` pads short rows.
+    blendshape_names : tuple of str or None   names of the model's named units (ARKit)
+    blendshape_gram : (U, U) float64 or None  ``F^T F`` of the units' flattened displacement
+                                     fields ``F`` (3V, U) over the model's vertices, mm^2
+    blendshape_cross : (U, K_exp) float64 or None   ``F^T E`` with ``E`` the flattened
+                                     expression basis (3V, K_exp); see :mod:`fitting.blendshapes`
     units : str                      length unit of ``mean`` and the bases ("mm")
     model_id : str                   short human-readable name
     metadata : dict                  provenance (source files, licence, build parameters)
@@ -82,6 +91,9 @@ class MorphableModel:
     landmark_indices: np.ndarray
     triangles: np.ndarray
     contour_candidates: np.ndarray | None = None
+    blendshape_gram: np.ndarray | None = None
+    blendshape_cross: np.ndarray | None = None
+    blendshape_names: tuple | None = None
     units: str = "mm"
     model_id: str = "unnamed"
     metadata: dict = dataclasses.field(default_factory=dict)
@@ -93,6 +105,8 @@ class MorphableModel:
                 continue
             kind = np.float64 if dtype == np.float32 else np.int64
             object.__setattr__(self, name, np.ascontiguousarray(value, dtype=kind))
+        if self.blendshape_names is not None:
+            object.__setattr__(self, "blendshape_names", tuple(self.blendshape_names))
         validate_model(self)
 
     @property
@@ -187,8 +201,29 @@ def validate_model(model: MorphableModel) -> None:
             raise ModelFileError(f"contour_candidates must be -1 or lie in [0, {num_vertices})")
         if np.any(contour[:, 0] < 0):
             raise ModelFileError("each contour_candidates row needs at least one vertex")
+    _validate_blendshapes(model)
     if model.units != "mm":
         raise ModelFileError(f"models are stored in millimetres, got units {model.units!r}")
+
+
+def _validate_blendshapes(model: MorphableModel) -> None:
+    fields = (model.blendshape_names, model.blendshape_gram, model.blendshape_cross)
+    if all(field is None for field in fields):
+        return
+    if any(field is None for field in fields):
+        raise ModelFileError("blendshape_names, blendshape_gram and blendshape_cross come "
+                             "together or not at all")
+    count = len(model.blendshape_names)
+    if model.blendshape_gram.shape != (count, count):
+        raise ModelFileError(f"blendshape_gram must be ({count}, {count}), "
+                             f"got {model.blendshape_gram.shape}")
+    if model.blendshape_cross.shape != (count, model.expression_basis.shape[2]):
+        raise ModelFileError(f"blendshape_cross must be ({count}, "
+                             f"{model.expression_basis.shape[2]}), "
+                             f"got {model.blendshape_cross.shape}")
+    if not (np.all(np.isfinite(model.blendshape_gram))
+            and np.all(np.isfinite(model.blendshape_cross))):
+        raise ModelFileError("blendshape_gram or blendshape_cross has non-finite values")
 
 
 def _canonical_arrays(model: MorphableModel) -> dict[str, np.ndarray]:
@@ -206,6 +241,8 @@ def _hash_arrays(model: MorphableModel) -> str:
     for name, array in _canonical_arrays(model).items():
         digest.update(f";{name}:{array.dtype.str}:{array.shape}".encode())
         digest.update(array.tobytes())
+    if model.blendshape_names is not None:
+        digest.update(f";blendshape_names:{json.dumps(list(model.blendshape_names))}".encode())
     return digest.hexdigest()
 
 
@@ -223,6 +260,8 @@ def save_model(model: MorphableModel, path: str | Path) -> Path:
         "content_hash": model.content_hash,
         "metadata": model.metadata,
     }
+    if model.blendshape_names is not None:
+        header["blendshape_names"] = list(model.blendshape_names)
     header_bytes = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
@@ -258,12 +297,13 @@ def read_model_file(path: str | Path) -> MorphableModel:
             f"{path} is format {header.get('format')!r} v{header.get('format_version')}, "
             f"expected {FORMAT_NAME!r} v{FORMAT_VERSION}"
         )
-    required = [name for name, _ in _ARRAY_FIELDS if name != "contour_candidates"]
+    required = [name for name, _ in _ARRAY_FIELDS if name not in _OPTIONAL_ARRAYS]
     missing = [name for name in required if name not in arrays]
     if missing:
         raise ModelFileError(f"{path} lacks arrays: {', '.join(missing)}")
     model = MorphableModel(
         **{name: arrays.get(name) for name, _ in _ARRAY_FIELDS},
+        blendshape_names=header.get("blendshape_names"),
         units=header.get("units", "mm"),
         model_id=header.get("model_id", path.stem),
         metadata=header.get("metadata", {}),

@@ -66,6 +66,7 @@ NUM_SAMPLES = 20000
 QUANTUM_MM = 2.0 ** -14
 LANDMARK_VIEWS = tuple((yaw, scale) for yaw in (-6.0, 0.0, 6.0) for scale in (1.8, 2.1, 2.4))
 FRONTAL_VIEW = (0.0, 2.1)
+NUM_NAMED_UNITS = 52                         # the ARKit face units come first in the targets
 
 
 def identity_target_names(wheel: AnnyWheel) -> list[str]:
@@ -242,6 +243,9 @@ def build_open_model(wheel_path: str | Path, *, seed: int = 0,
                                   expression_unit_scale(expression_flat)),
         num_components=EXPRESSION_DIM)
 
+    expression_basis = quantize(expression.basis(num_vertices))
+    blendshape_gram, blendshape_cross = blendshape_products(
+        expression_flat[:NUM_NAMED_UNITS], expression_basis)
     landmark_indices, contour = place_landmarks(mesh, vertex_indices, triangles, landmarker)
     # A rigid shift after placement: landmarks, contour and bases do not depend on it.
     origin = landmark_origin(mean, landmark_indices)
@@ -284,15 +288,42 @@ def build_open_model(wheel_path: str | Path, *, seed: int = 0,
         mean=quantize(mean),
         identity_basis=quantize(identity.basis(num_vertices)),
         identity_std=quantize(identity.score_rms),
-        expression_basis=quantize(expression.basis(num_vertices)),
+        expression_basis=expression_basis,
         expression_std=quantize(expression.score_rms),
         landmark_indices=landmark_indices,
         triangles=triangles,
         contour_candidates=contour,
+        blendshape_gram=blendshape_gram,
+        blendshape_cross=blendshape_cross,
+        blendshape_names=arkit_unit_names(expression_names),
         units="mm",
         model_id=MODEL_ID,
         metadata=metadata,
     )
+
+
+def arkit_unit_names(expression_names: list[str]) -> tuple[str, ...]:
+    """The ARKit names (``jawOpen``, ...) of the first :data:`NUM_NAMED_UNITS` targets."""
+    return tuple(posixpath.basename(name).split(".")[0]
+                 for name in expression_names[:NUM_NAMED_UNITS])
+
+
+def blendshape_products(unit_fields: np.ndarray,
+                        expression_basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gram ``F^T F`` and cross ``F^T E`` of the named units (see :mod:`fitting.blendshapes`).
+
+    Parameters
+    ----------
+    unit_fields : (U, 3V)             flattened unit displacements on the region, mm
+    expression_basis : (V, 3, K)      the stored (quantized) sigma-unit expression basis
+
+    Returns
+    -------
+    gram : (U, U) float64, cross : (U, K) float64   rounded to the storage grid
+    """
+    stored = expression_basis.astype(np.float32).astype(np.float64)
+    basis = stored.reshape(-1, stored.shape[2])
+    return quantize(unit_fields @ unit_fields.T), quantize(unit_fields @ basis)
 
 
 def place_landmarks(mesh: BaseMesh, vertex_indices: np.ndarray, triangles: np.ndarray,
