@@ -231,7 +231,13 @@ def _canonical_arrays(model: MorphableModel) -> dict[str, np.ndarray]:
     for name, dtype in _ARRAY_FIELDS:
         value = getattr(model, name)
         if value is not None:
-            arrays[name] = np.ascontiguousarray(value, dtype=dtype)
+            array = np.ascontiguousarray(value, dtype=dtype)
+            if array.dtype.kind == "f":
+                # -0.0 becomes 0.0: LAPACK builds differ in the sign of exact zeros (a PCA
+                # of the same targets gave 5552 of them flipped), which would change the
+                # content hash of a rebuild without changing any value.
+                array = array + array.dtype.type(0)
+            arrays[name] = array
     return arrays
 
 
