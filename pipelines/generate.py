@@ -12,17 +12,14 @@ shards of a complete dataset.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import re
 import sys
 import time
-from typing import Any
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
@@ -31,9 +28,8 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from fitting.crop import encode_jpeg, expnet_crop
-from fitting.image import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
-from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES, select_faces
+from fitting.image import DEFAULT_MAX_PIXELS
+from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
 from pipelines.dataset import (
@@ -45,345 +41,13 @@ from pipelines.dataset import (
     plan_run,
 )
 from pipelines.errors import OptionsError
-from pipelines.inference import DetectLandmarksDoFn
+from pipelines.labelling import LabelFaces, landmarker_options, naming
 from pipelines.progress import PROGRESS
-from pipelines.reading import (
-    Deduplicate,
-    ReadSources,
-    SplitFailures,
-    content_key,
-    is_failure,
-)
-from pipelines.resources import load_once
-from pipelines.sources import Failure, Naming, expand_input
+from pipelines.sources import expand_input
 from schemas import DatasetMetadata
-from schemas import rows as columns
 from schemas.layout import STATS_NAME
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-FIT_BATCH_SIZE = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageMeta:
-    """An input image after deduplication, minus its pixels."""
-
-    id: str
-    uri: str
-    source: str
-    label: str | None
-    subject: str | None
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class FaceRecord:
-    """One face, cropped, waiting for its fit.
-
-    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float32, ``face_box`` (4,). The
-    crop's JPEG waits in the run's temporary folder (``writing.crop_name``): shuffles carry
-    only these small records, which keeps memory flat in the size of the collection.
-    """
-
-    id: str
-    image: ImageMeta
-    crop_bytes: int
-    crop_landmarks: np.ndarray
-    source_landmarks: np.ndarray
-    face_box: np.ndarray
-
-
-DETECT_BUCKETS = 64
-
-
-def _detect_batches(records, *, batch_size: int):
-    """Records -> lists of at most ``batch_size`` records, the detector's batches.
-
-    Batches above one image come from a GroupByKey on hash buckets, not from Beam's
-    ``BatchElements``, whose last batch of a bundle the Dask runner drops.
-    """
-    if batch_size == 1:
-        return records | "OneImageBatches" >> beam.Map(lambda record: [record])
-    return (records
-            | "KeyByDetectBucket" >> beam.Map(
-                lambda record: (int(record.content_id[:8], 16) % DETECT_BUCKETS, record))
-            | "GroupForDetect" >> beam.GroupByKey()
-            | "ChunkForDetect" >> beam.FlatMapTuple(
-                lambda _, group: _chunks(sorted(group, key=lambda r: r.content_id),
-                                         batch_size)))
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-@beam.typehints.with_output_types(Any)
-class DecodeDoFn(beam.DoFn):
-    """A batch of source records -> one list of ``(ImageMeta, RGB image)``, and failures.
-
-    Records whose bytes were dropped before the deduplication shuffle are read again here.
-    """
-
-    def __init__(self, max_pixels: int, max_file_bytes: int):
-        self.max_pixels = max_pixels
-        self.max_file_bytes = max_file_bytes
-
-    def process(self, records):
-        decoded = []
-        for record in records:
-            record = record.with_data(max_file_bytes=self.max_file_bytes)
-            if is_failure(record):
-                yield record
-                continue
-            meta = ImageMeta(record.content_id, record.uri, record.source, record.label,
-                             record.subject)
-            try:
-                decoded.append((meta, decode_image(record.data, max_pixels=self.max_pixels)))
-            except ImageDecodeError as error:
-                yield Failure(meta.id, meta.uri, meta.source, "decode", error.reason,
-                              str(error))
-        if decoded:
-            yield decoded
-
-
-@beam.typehints.with_output_types(Any)
-class SelectAndCropDoFn(beam.DoFn):
-    """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
-
-    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int):
-        self.output = output
-        self.policy = policy
-        self.crop_size = crop_size
-        self.jpeg_quality = jpeg_quality
-
-    def process(self, element):
-        meta, image, found = element
-        PROGRESS.add("images")
-        faces = select_faces(found, self.policy)
-        if not faces:
-            reason, _, message = (found.failure or "no_face").partition(": ")
-            yield Failure(meta.id, meta.uri, meta.source, "detect", reason,
-                          message or "no face found")
-            return
-        for index, face in enumerate(faces):
-            face_id = meta.id if self.policy != "all" else f"{meta.id}-f{index}"
-            crop = expnet_crop(image, face.landmarks, crop_size=self.crop_size)
-            jpeg = encode_jpeg(crop.image, quality=self.jpeg_quality)
-            writing.write_crop(self.output, face_id, jpeg)
-            yield FaceRecord(
-                id=face_id, image=meta, crop_bytes=len(jpeg),
-                # float32, as stored: the fit sees exactly the landmarks a reader gets.
-                crop_landmarks=crop.landmarks.astype(np.float32),
-                source_landmarks=face.landmarks.astype(np.float32),
-                face_box=face.box)
-
-
-class DetectAndCrop(beam.PTransform):
-    """Batches of decoded images -> cropped faces with landmarks; failures at ``detect``.
-
-    The batches are made by this pipeline (see ``_detect_batches``).
-    """
-
-    def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
-                 crop_size: int, jpeg_quality: int):
-        super().__init__()
-        self.detector = detector
-        self.output = output
-        self.policy = policy
-        self.crop_size = crop_size
-        self.jpeg_quality = jpeg_quality
-
-    def expand(self, images):
-        return (images
-                | "DetectLandmarks" >> beam.ParDo(self.detector)
-                | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
-                    self.output, policy=self.policy, crop_size=self.crop_size,
-                    jpeg_quality=self.jpeg_quality))
-                | "SplitDetectFailures" >> SplitFailures())
-
-
-@beam.typehints.with_output_types(Any)
-class FitDoFn(beam.DoFn):
-    """``(pooled, faces)`` -> ``(source, PendingRow)`` per fitted face, or ``fit`` failures.
-
-    The row itself is parked beside the face's crop in ``output``'s temporary folder.
-
-    The faces share one identity when ``pooled`` (they are one subject's).
-    """
-
-    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str):
-        self.output = output
-        self.model_spec = model_spec
-        self.model_hash = model_hash
-        self.landmarker = landmarker
-        self.model = None
-
-    def setup(self):
-        from fitting.models import load_model
-
-        self.model = load_once(("model", self.model_spec), lambda: load_model(self.model_spec))
-        if self.model.content_hash != self.model_hash:
-            raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
-                               "one the pipeline was launched with")
-
-    def process(self, element):
-        from fitting.fitter import fit_landmarks
-        from fitting.noise import NOISE_PROFILES, landmark_weights
-
-        pooled, faces = element
-        landmarks = np.stack([face.crop_landmarks for face in faces]).astype(np.float64)
-        subject_ids = [face.image.subject for face in faces] if pooled else None
-        # Each point weighted by the inverse of the landmarker's measured noise variance, with
-        # the fitter's unit priors: the MAP fit (fitting/noise.py).
-        weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
-        fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
-                            landmark_weights=weights)
-        for index, face in enumerate(faces):
-            if fit.failure[index] is not None:
-                yield Failure(face.id, face.image.uri, face.image.source, "fit",
-                              fit.failure[index], "the morphable-model fit failed")
-                continue
-            beam.metrics.Metrics.counter("expnet", "rows").inc()
-            PROGRESS.add("rows")
-            row = to_row(face, fit, index, landmarker=self.landmarker,
-                         model_id=self.model.model_id)
-            yield face.image.source, writing.park_row(self.output, row, face.crop_bytes)
-
-
-def _floats(values) -> np.ndarray:
-    # Compact float32 arrays while rows wait in shuffles; lists only when the shard is built.
-    return np.asarray(values, dtype=np.float32).ravel()
-
-
-def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str) -> dict:
-    """The schema row of face ``index`` of a ``FitBatch``: float32 at this boundary.
-
-    The image bytes stay ``None`` until the shard is written (``writing.WriteShardDoFn``).
-    """
-    return {
-        columns.ID: face.id,
-        columns.SOURCE_URI: face.image.uri,
-        columns.IMAGE: {"bytes": None, "path": f"{face.id}.jpg"},
-        columns.LABEL: face.image.label,
-        columns.SUBJECT: face.image.subject,
-        columns.EXPRESSION: _floats(fit.expression[index]),
-        columns.IDENTITY: _floats(fit.identity[index]),
-        columns.ROTATION: _floats(fit.rotation[index]),
-        columns.YAW: float(np.float32(fit.yaw[index])),
-        columns.PITCH: float(np.float32(fit.pitch[index])),
-        columns.ROLL: float(np.float32(fit.roll[index])),
-        columns.SCALE: float(np.float32(fit.scale[index])),
-        columns.TRANSLATION: _floats(fit.translation[index]),
-        columns.LANDMARKS: _floats(face.crop_landmarks),
-        columns.SOURCE_LANDMARKS: _floats(face.source_landmarks),
-        columns.FACE_BOX: _floats(face.face_box),
-        columns.FIT_RESIDUAL: float(np.float32(fit.residual[index])),
-        columns.LANDMARKER: landmarker,
-        columns.MODEL_ID: model_id,
-        columns.BLENDSHAPES: None if fit.blendshapes is None else _floats(fit.blendshapes[index]),
-    }
-
-
-FIT_BUCKETS = 64
-SUBJECT_GROUP, BUCKET_GROUP = 1, 0
-
-
-def fit_group(face: FaceRecord) -> tuple:
-    """The fit group of a face: its subject, or one of ``FIT_BUCKETS`` hash buckets."""
-    if face.image.subject:
-        # Ints, never the subject's str: those hash differently in each worker process.
-        subject = hashlib.sha256(face.image.subject.encode("utf-8")).hexdigest()
-        return (SUBJECT_GROUP, *content_key(subject))
-    return (BUCKET_GROUP, int(face.id[:8], 16) % FIT_BUCKETS)
-
-
-def _fit_chunks(element, *, subject_chunk_size: int):
-    """A group's faces sorted by id, in chunks: ``(pooled, faces)``."""
-    (kind, *_), faces = element
-    faces = sorted(faces, key=lambda face: face.id)
-    size = subject_chunk_size if kind == SUBJECT_GROUP else FIT_BATCH_SIZE
-    for chunk in _chunks(faces, size):
-        yield kind == SUBJECT_GROUP, chunk
-
-
-class FitMorphableModel(beam.PTransform):
-    """Faces -> ``(source, PendingRow)``; identity pooled per subject where subjects are known.
-
-    Fitted rows are parked in ``output``'s temporary folder (``writing.park_row``).
-
-    Faces are grouped (a GroupByKey) by subject, or by a hash bucket when they have none, and
-    fitted in chunks sorted by id: a subject's faces share one identity (large subjects are
-    split into chunks of ``subject_chunk_size``), bucketed faces get one each. Batches are
-    thus the same on every runner and every run, and so are the float results; Beam's
-    ``BatchElements`` would lose its last batch on the Dask runner.
-    """
-
-    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
-                 subject_chunk_size: int):
-        super().__init__()
-        self.output = output
-        self.model_spec = model_spec
-        self.model_hash = model_hash
-        self.landmarker = landmarker
-        self.subject_chunk_size = subject_chunk_size
-
-    def expand(self, faces):
-        return (faces
-                | "KeyByFitGroup" >> beam.Map(lambda face: (fit_group(face), face))
-                | "GroupForFit" >> beam.GroupByKey()
-                | "ChunkGroups" >> beam.FlatMap(_fit_chunks,
-                                                subject_chunk_size=self.subject_chunk_size)
-                | "FitMorphableModel" >> beam.ParDo(FitDoFn(self.output, self.model_spec,
-                                                            self.model_hash, self.landmarker))
-                | "SplitFitFailures" >> SplitFailures())
-
-
-class LabelFaces(beam.PTransform):
-    """Input specs -> ``(rows, failures, duplicates, inputs)``: the whole labelling chain."""
-
-    def __init__(self, options: GenerateOptions, model_hash: str, known_ids=None):
-        super().__init__()
-        self.options = options
-        self.model_hash = model_hash
-        self.known_ids = known_ids
-
-    def expand(self, specs):
-        opts = self.options
-        records, read_failures = specs | "Read" >> ReadSources(
-            naming=naming(opts), max_file_bytes=opts.max_file_bytes)
-        survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
-            self.known_ids)
-        detector = DetectLandmarksDoFn(opts.landmarker, landmarker_options(opts))
-        images, decode_failures = (
-            _detect_batches(survivors, batch_size=detector.batch_size)
-            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes))
-            | "SplitDecodeFailures" >> SplitFailures())
-        faces, detect_failures = images | "Detect" >> DetectAndCrop(
-            detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
-            jpeg_quality=opts.jpeg_quality)
-        fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
-            opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
-            subject_chunk_size=opts.subject_chunk_size)
-        failures = ((decode_failures, detect_failures, fit_failures)
-                    | "LabelFailures" >> beam.Flatten())
-        inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
-        return {"rows": fitted, "failures": failures, "read_failures": read_failures,
-                "duplicates": duplicates, "existing": existing, "inputs": inputs}
-
-
-def naming(options: GenerateOptions) -> Naming:
-    """How images from folders, globs and archives get labels and subjects from their paths."""
-    return Naming(label_from_parent=options.label_from_parent,
-                  subject_from_parent=options.subject_from_parent,
-                  subject_pattern=options.subject_pattern)
-
-
-def landmarker_options(options: GenerateOptions) -> dict:
-    if options.landmarker == "fan" and options.landmarker_weights:
-        return {"weights_path": options.landmarker_weights}
-    return {}
-
-
 class GenerateOptions(PipelineOptions):
     """Flags of ``expnet generate`` (Beam's own flags, e.g. ``--runner``, are accepted too)."""
 
