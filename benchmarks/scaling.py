@@ -1,6 +1,6 @@
 """Images/s of `expnet generate` on one process, on N processes and on a Dask LocalCluster.
 
-    .venv/bin/python benchmarks/scaling.py [--faces 3000] [--large 12000] [--size 250]
+    .venv/bin/python -m benchmarks.scaling [--faces 3000] [--large 12000] [--size 250]
 
 Makes unique SIZE x SIZE faces once in a temporary folder (the bundled photos cut around their
 face, each corner-marked so that nothing deduplicates, as in generate_speed.py), then runs, in
@@ -18,16 +18,12 @@ import argparse
 import hashlib
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from generate_speed import make_collection  # noqa: E402
-
-from pipelines import generate  # noqa: E402
+from benchmarks.generate_speed import make_collection
+from pipelines import generate
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
