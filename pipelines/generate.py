@@ -32,20 +32,20 @@ from fitting.image import DEFAULT_MAX_PIXELS
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
-from pipelines.dataset import (
+from pipelines.errors import OptionsError
+from pipelines.labelling import LabelFaces, landmarker_options, naming
+from pipelines.output_state import (
     DatasetStateError,
     RunPlan,
     completed_by,
     finalize,
     known_ids,
     plan_run,
+    read_stats,
 )
-from pipelines.errors import OptionsError
-from pipelines.labelling import LabelFaces, landmarker_options, naming
 from pipelines.progress import PROGRESS
 from pipelines.sources import expand_input
 from schemas import DatasetMetadata
-from schemas.layout import STATS_NAME
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 class GenerateOptions(PipelineOptions):
@@ -302,7 +302,7 @@ def run(argv=None) -> dict:
     # An incremental run always looks for new content, so it is never a no-op.
     rerun = not (options.overwrite or options.incremental)
     if rerun and completed_by(output, fingerprint):
-        stats = writing.read_json(f"{output}/{STATS_NAME}")
+        stats = read_stats(output)
     else:
         plan = plan_run(output, model_hash=metadata.model_hash, overwrite=options.overwrite,
                         incremental=options.incremental)
@@ -314,7 +314,7 @@ def run(argv=None) -> dict:
                 build(pipeline, options, metadata, plan, run_info, items)
         finally:
             PROGRESS.stop()
-        stats = writing.read_json(f"{output}/{STATS_NAME}")
+        stats = read_stats(output)
     if not options.quiet:
         print(summary.format_summary(stats, output))
     return stats

@@ -305,7 +305,3 @@ def write_json(output_dir: str, name: str, document: dict) -> None:
     data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
     write_atomically(output_dir, name, data)
 
-
-def read_json(path: str) -> dict:
-    with FileSystems.open(path) as handle:
-        return json.loads(handle.read().decode("utf-8"))
