@@ -3,32 +3,29 @@
 :func:`scan_output` streams the shards' row groups, reading only the small columns (labels,
 pose, landmarks, residual), and checks every shard against the schema contract, the shards
 against each other and against ``manifest.json``. :func:`read_rows` then fetches a few rows,
-images included, by their position in the dataset. Paths may be local or on any Beam
-filesystem (``gs://``, ``s3://``).
+images included, by their position in the dataset. The files are read through
+:class:`schemas.reader.DatasetReader`; paths may be local or any URI ``pyarrow.fs`` or fsspec
+knows (``gs://``, ``s3://``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from schemas import EXPRESSION_DIM, FAILURE_SCHEMA, DatasetMetadata, SchemaError, schema_problems
 from schemas import rows as columns
-from schemas.layout import FAILURES_DIR, MANIFEST_NAME, STATS_NAME
-from schemas.manifest import metadata_from_json
-from schemas.parquet import parquet_file, read_parquet
+from schemas.layout import FAILURES_DIR, MANIFEST_NAME, SHARD_GLOB, STATS_NAME
+from schemas.manifest import DatasetFileError, Manifest, metadata_from_json
+from schemas.reader import DatasetReader, storage_for
 from schemas.validate import FLOAT_COLUMNS, value_problems
 
 # Every column but the image, the identity and the subject: what the statistics and checks need.
 SCAN_COLUMNS = tuple(dict.fromkeys((
     columns.ID, columns.LABEL, columns.LANDMARKER, columns.MODEL_ID, *FLOAT_COLUMNS)))
-SHARD_PATTERN = "part-*.parquet"
 # Metadata every shard of one dataset must agree on (the pipeline version may differ).
 SHARED_METADATA = ("model_id", "model_hash", "expression_std", "landmarker",
                    "landmarker_version", "schema_version", "expression_dim",
@@ -149,13 +146,10 @@ def _matrix(column: pa.Array, width: int) -> np.ndarray:
     return values.reshape(-1, width)
 
 
-def _open(path: str):
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-
-
-def _match(pattern: str) -> list:
-    """File metadata (path, size_in_bytes) of ``pattern``, sorted by path."""
-    return sorted(FileSystems.match([pattern])[0].metadata_list, key=lambda item: item.path)
+def dataset_reader(output: str) -> DatasetReader:
+    """The reader of an output folder: local, or any URI ``pyarrow.fs`` or fsspec knows."""
+    storage, folder = storage_for(output)
+    return DatasetReader(folder, storage)
 
 
 def _base_name(path: str) -> str:
@@ -196,23 +190,22 @@ def _column_problems(name: str, batch: pa.RecordBatch, metadata: DatasetMetadata
     return problems
 
 
-def _scan_shard(path: str, collector: _Collector, *, batch_rows: int):
+def _scan_shard(dataset: DatasetReader, path: str, collector: _Collector, *, batch_rows: int):
     """Stream one shard into ``collector``; returns (rows, metadata or None, problems)."""
     name = _base_name(path)
     try:
-        with _open(path) as handle:
-            shard = parquet_file(handle.read())
-            problems = [f"{name}: {problem}" for problem in schema_problems(shard.schema_arrow)]
-            if problems:
-                return 0, None, problems
-            metadata = DatasetMetadata.from_arrow(shard.schema_arrow.metadata)
-            rows = 0
-            for batch in shard.iter_batches(batch_size=batch_rows, columns=list(SCAN_COLUMNS),
-                                            use_threads=False):
-                problems.extend(f"{name}: {problem}" for problem in value_problems(batch))
-                problems.extend(_column_problems(name, batch, metadata))
-                collector.add(batch)
-                rows += batch.num_rows
+        shard = dataset.parquet_file(path)
+        problems = [f"{name}: {problem}" for problem in schema_problems(shard.schema_arrow)]
+        if problems:
+            return 0, None, problems
+        metadata = DatasetMetadata.from_arrow(shard.schema_arrow.metadata)
+        rows = 0
+        for batch in shard.iter_batches(batch_size=batch_rows, columns=list(SCAN_COLUMNS),
+                                        use_threads=False):
+            problems.extend(f"{name}: {problem}" for problem in value_problems(batch))
+            problems.extend(_column_problems(name, batch, metadata))
+            collector.add(batch)
+            rows += batch.num_rows
     except (pa.ArrowInvalid, OSError) as error:
         # Rows already collected from a corrupt shard stay: the scan is invalid anyway.
         return 0, None, [f"{name}: unreadable shard: {error}"]
@@ -221,36 +214,34 @@ def _scan_shard(path: str, collector: _Collector, *, batch_rows: int):
     return rows, metadata, sorted(set(problems), key=problems.index)
 
 
-def _read_json(path: str, problems: list) -> dict | None:
-    if not FileSystems.exists(path):
-        return None
+def _read_json_file(read, name: str, problems: list):
+    """``read()`` (the manifest or the stats), or None with a problem when it is unreadable."""
     try:
-        with FileSystems.open(path) as handle:
-            return json.loads(handle.read().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        problems.append(f"{_base_name(path)}: unreadable: {error}")
+        return read()
+    except (OSError, DatasetFileError) as error:
+        problems.append(f"{name}: unreadable: {error}")
         return None
 
 
-def _manifest_problems(manifest: dict | None, shards: list[ShardInfo],
+def _manifest_problems(manifest: Manifest | None, shards: list[ShardInfo],
                        metadata: DatasetMetadata | None) -> list[str]:
     if manifest is None:
         return [f"no {MANIFEST_NAME}: the run did not finish, or this is not an "
                 "expnet output folder"]
     problems = []
-    listed = {entry["name"]: entry for entry in manifest.get("shards", [])}
+    listed = {entry.name: entry for entry in manifest.shards}
     found = {shard.name: shard for shard in shards}
     for name in sorted(set(listed) - set(found)):
         problems.append(f"{name}: listed in {MANIFEST_NAME} but missing or unreadable")
     for name in sorted(set(found) - set(listed)):
         problems.append(f"{name}: not listed in {MANIFEST_NAME} (left from another run?)")
     for name in sorted(set(found) & set(listed)):
-        if found[name].rows != listed[name]["rows"]:
+        if found[name].rows != listed[name].rows:
             problems.append(f"{name}: {found[name].rows} rows, {MANIFEST_NAME} says "
-                            f"{listed[name]['rows']}")
-    if metadata is not None and "metadata" in manifest:
+                            f"{listed[name].rows}")
+    if metadata is not None and "metadata" in manifest.raw:
         try:
-            listed_metadata = metadata_from_json(manifest["metadata"])
+            listed_metadata = metadata_from_json(manifest.raw["metadata"])
         except TypeError as error:
             return [*problems, f"{MANIFEST_NAME}: unreadable metadata: {error}"]
         problems.extend(_metadata_problems("the shards", metadata,
@@ -258,13 +249,12 @@ def _manifest_problems(manifest: dict | None, shards: list[ShardInfo],
     return problems
 
 
-def _read_failures(output: str, problems: list) -> pa.Table:
+def _read_failures(dataset: DatasetReader, problems: list) -> pa.Table:
     tables = []
-    for item in _match(f"{output}/{FAILURES_DIR}/*.parquet"):
-        name = f"{FAILURES_DIR}/{_base_name(item.path)}"
+    for item in dataset.failure_files():
+        name = f"{FAILURES_DIR}/{item.name}"
         try:
-            with _open(item.path) as handle:
-                table = read_parquet(handle.read())
+            table = dataset.read_table(item.path)
         except (pa.ArrowInvalid, OSError) as error:
             problems.append(f"{name}: unreadable failure file: {error}")
             continue
@@ -290,12 +280,13 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
            finite values, agrees with the other shards and with ``manifest.json``
     """
     output = output.rstrip("/")
+    dataset = dataset_reader(output)
     problems = []
     collector = _Collector()
     shards, reference = [], None
-    for item in _match(f"{output}/{SHARD_PATTERN}"):
-        name = _base_name(item.path)
-        rows, metadata, shard_problems = _scan_shard(item.path, collector,
+    for item in dataset.shard_files():
+        name = item.name
+        rows, metadata, shard_problems = _scan_shard(dataset, item.path, collector,
                                                       batch_rows=batch_rows)
         problems.extend(shard_problems)
         if metadata is None:
@@ -303,20 +294,20 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
         problems.extend(_metadata_problems(name, metadata, reference))
         reference = reference or (name, metadata)
         first_row = shards[-1].first_row + shards[-1].rows if shards else 0
-        shards.append(ShardInfo(name, item.path, item.size_in_bytes, rows, first_row))
+        shards.append(ShardInfo(name, item.path, item.size, rows, first_row))
     if collector.ids and collector.duplicate_ids():
         problems.append(f"{collector.duplicate_ids()} duplicate ids across the shards")
-    manifest = _read_json(f"{output}/{MANIFEST_NAME}", problems)
+    manifest = _read_json_file(dataset.manifest, MANIFEST_NAME, problems)
     if manifest is None and not shards and not problems:
         # Object stores have no folders, so a missing folder looks like an empty one.
-        problems.append(f"{output}: no {SHARD_PATTERN} shards and no {MANIFEST_NAME}: "
+        problems.append(f"{output}: no {SHARD_GLOB} shards and no {MANIFEST_NAME}: "
                         "not an expnet output folder (or it does not exist)")
     else:
         if not shards and not problems:
-            problems.append(f"{output}: no readable {SHARD_PATTERN} shards")
+            problems.append(f"{output}: no readable {SHARD_GLOB} shards")
         problems.extend(_manifest_problems(manifest, shards, reference and reference[1]))
-    failures = _read_failures(output, problems)
-    stats = _read_json(f"{output}/{STATS_NAME}", problems)
+    failures = _read_failures(dataset, problems)
+    stats = _read_json_file(dataset.stats, STATS_NAME, problems)
     return Scan(
         output=output, problems=tuple(problems), shards=tuple(shards),
         metadata=reference[1] if reference else None,
@@ -345,20 +336,20 @@ def read_rows(scan: Scan, positions, columns_to_read) -> list[dict]:
                          f"got shape {positions.shape}")
     starts = np.array([shard.first_row for shard in scan.shards])
     shard_of_row = np.searchsorted(starts, positions, side="right") - 1
+    dataset = dataset_reader(scan.output)
     found = {}
     for shard_index in np.unique(shard_of_row):
         shard = scan.shards[shard_index]
         wanted = positions[shard_of_row == shard_index] - shard.first_row
-        with _open(shard.path) as handle:
-            parquet = parquet_file(handle.read())
-            group_rows = [parquet.metadata.row_group(index).num_rows
-                          for index in range(parquet.num_row_groups)]
-            group_starts = np.concatenate([[0], np.cumsum(group_rows)])
-            group_of_row = np.searchsorted(group_starts, wanted, side="right") - 1
-            for group in np.unique(group_of_row):
-                table = parquet.read_row_group(int(group), columns=list(columns_to_read),
-                                               use_threads=False)
-                for local in wanted[group_of_row == group]:
-                    row = table.slice(int(local - group_starts[group]), 1).to_pylist()[0]
-                    found[int(local + shard.first_row)] = row
+        parquet = dataset.parquet_file(shard.path)
+        group_rows = [parquet.metadata.row_group(index).num_rows
+                      for index in range(parquet.num_row_groups)]
+        group_starts = np.concatenate([[0], np.cumsum(group_rows)])
+        group_of_row = np.searchsorted(group_starts, wanted, side="right") - 1
+        for group in np.unique(group_of_row):
+            table = parquet.read_row_group(int(group), columns=list(columns_to_read),
+                                           use_threads=False)
+            for local in wanted[group_of_row == group]:
+                row = table.slice(int(local - group_starts[group]), 1).to_pylist()[0]
+                found[int(local + shard.first_row)] = row
     return [found[int(position)] for position in positions]
