@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,17 +11,15 @@ from tests.pipelines.conftest import run_generate
 from tests.pipelines.test_reliability import dataset_bytes
 from tests.pipelines.test_scale import run_on_local_dask
 
-REPO = Path(__file__).resolve().parents[2]
 UNIQUE_FACES = 128
 PARTITION_SIZE = 16  # 128 / 16 = 8 Dask partitions in every step
 
 
 def _make_collection():
-    spec = importlib.util.spec_from_file_location(
-        "generate_speed", REPO / "benchmarks" / "generate_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_collection
+    # Imported when used: the benchmark pins BLAS threads to 1 for the processes after it.
+    from benchmarks.generate_speed import make_collection
+
+    return make_collection
 
 
 @pytest.fixture(scope="module")
