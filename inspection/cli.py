@@ -19,8 +19,6 @@ import io
 import sys
 
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from fitting.image import ImageDecodeError, decode_image
@@ -28,6 +26,7 @@ from inspection import overlay, report
 from inspection.scan import Scan, read_rows, scan_output
 from schemas import STAGES
 from schemas import rows as columns
+from schemas.reader import storage_for
 
 PERCENTILES = (5, 25, 50, 75, 95)
 REPORT_NAME = "report.html"
@@ -163,11 +162,12 @@ def _sample_tile(row: dict, model) -> report.Tile:
 def failure_thumbnail(uri: str) -> bytes | None:
     """A JPEG thumbnail of a failed input, or None when it cannot be read or decoded."""
     try:
-        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        storage, path = storage_for(uri)
+        with storage.open(path) as handle:
             data = handle.read(MAX_THUMBNAIL_SOURCE_BYTES + 1)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ImportError):
         # Archive members and manifest rows have no file of their own (OSError); an unknown
-        # scheme is a ValueError.
+        # scheme is a ValueError, a known one whose fsspec package is missing an ImportError.
         return None
     if len(data) > MAX_THUMBNAIL_SOURCE_BYTES:
         return None
@@ -247,8 +247,9 @@ def build_sections(scan: Scan, *, samples: int, seed: int, model_spec: str) -> l
 
 
 def write_text(path: str, text: str) -> None:
-    with FileSystems.create(path, mime_type="text/html",
-                            compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    """Write ``text`` as UTF-8 to ``path`` (local, or any URI :func:`storage_for` knows)."""
+    storage, inner = storage_for(path)
+    with storage.filesystem.open_output_stream(inner) as handle:
         handle.write(text.encode("utf-8"))
 
 
