@@ -271,7 +271,8 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
 
     Parameters
     ----------
-    output : str        folder written by ``expnet generate`` (local or a Beam filesystem)
+    output : str        folder written by ``expnet generate`` (local or a URI, see
+                        :func:`schemas.reader.storage_for`)
     batch_rows : int    rows read at a time; images are never read
 
     Returns
