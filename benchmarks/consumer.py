@@ -37,11 +37,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from schemas import EXPRESSION_DIM, DatasetMetadata, shard_schema
 from schemas import rows as columns
+from schemas.layout import ROWS_PER_GROUP
 from training import ExpressionShards
 from training.decode import decode_image, image_to_tensor
 
 BUCKET = "expnet-bench"
-ROWS_PER_GROUP = 100  # what pipelines/writing.py writes
 
 
 def synthetic_jpeg(rng: np.random.Generator, size: int) -> bytes:

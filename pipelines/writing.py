@@ -23,10 +23,9 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.collect import ToOneList
 from schemas import FAILURE_SCHEMA, DatasetMetadata, shard_schema
 from schemas import rows as columns
-from schemas.layout import FAILURES_DIR, TEMP_DIR, shard_name, shard_of
+from schemas.layout import FAILURES_DIR, ROWS_PER_GROUP, TEMP_DIR, shard_name, shard_of
 
 TARGET_SHARD_BYTES = 256 * 1024 * 1024
-ROWS_PER_GROUP = 100
 ROW_OVERHEAD_BYTES = 2048  # labels, landmarks and pose of one row, beside its image
 
 
