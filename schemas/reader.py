@@ -148,8 +148,7 @@ class DatasetReader:
         ------
         ManifestError   naming the file, when it is not a valid manifest
         """
-        data = self._optional(MANIFEST_NAME)
-        return None if data is None else parse_manifest(data, source=self.path(MANIFEST_NAME))
+        return self._parsed(MANIFEST_NAME, parse_manifest)
 
     def stats(self) -> dict | None:
         """The parsed ``stats.json``, or None when the folder has none.
@@ -158,12 +157,14 @@ class DatasetReader:
         ------
         DatasetFileError   naming the file, when it is not a JSON object
         """
-        data = self._optional(STATS_NAME)
-        return None if data is None else parse_stats(data, source=self.path(STATS_NAME))
+        return self._parsed(STATS_NAME, parse_stats)
 
-    def _optional(self, name: str) -> bytes | None:
+    def _parsed(self, name: str, parse):
+        """``parse`` of file ``name``'s bytes, or None when the folder has no such file."""
         path = self.path(name)
-        return self.read_bytes(path) if self.storage.exists(path) else None
+        if not self.storage.exists(path):
+            return None
+        return parse(self.read_bytes(path), source=path)
 
     def shard_files(self) -> list[FileEntry]:
         """Every label shard in the folder, of any run, listed by the manifest or not."""
