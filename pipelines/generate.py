@@ -143,7 +143,8 @@ def available_cores() -> int:
 
 # Below this many input files the default is one process: starting the multi-process
 # DirectRunner costs more than it saves (the 10-image demo: 7.7 s in process, 13.9 s on two;
-# 200 faces: 0.61x, RESULTS.md "Scaling"); at 3000 faces two processes gave 1.33x.
+# 200 faces: 0.61x; benchmarks/scaling.py, RESULTS.md "Scaling"); at 3000 faces two
+# processes gave 1.33x.
 PARALLEL_FROM_ITEMS = 2000
 
 

@@ -202,7 +202,8 @@ class FitDoFn(beam.DoFn):
         landmarks = np.stack([face.crop_landmarks for face in faces]).astype(np.float64)
         subject_ids = [face.image.subject for face in faces] if pooled else None
         # Each point weighted by the inverse of the landmarker's measured noise variance, with
-        # the fitter's unit priors: the MAP fit (fitting/noise.py).
+        # the fitter's unit priors: the MAP fit (fitting/noise.py; the profile is from
+        # studies/landmark_noise.py, RESULTS.md "Landmark noise profile").
         weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
         fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
                             landmark_weights=weights)
