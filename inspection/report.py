@@ -242,7 +242,7 @@ figure.tile img { width: 224px; height: auto; display: block; }
 figure.tile.paired { width: 392px; }
 .pair { display: flex; gap: 8px; align-items: flex-start; }
 figure.tile img.expression { width: 160px; }
-ol.units { margin: 4px 0 0 0; padding-left: 1.4em; font-family: monospace; }
+ol.units { margin: 4px 0 0 0; padding-left: 0; list-style: none; font-family: monospace; }
 table.grid-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 table.grid-table th, table.grid-table td { border: 1px solid #ddd; padding: 2px 6px;
                                             text-align: left; }
