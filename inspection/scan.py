@@ -21,11 +21,14 @@ from schemas import rows as columns
 from schemas.layout import FAILURES_DIR, MANIFEST_NAME, SHARD_GLOB, STATS_NAME
 from schemas.manifest import DatasetFileError, Manifest, metadata_from_json
 from schemas.reader import DatasetReader, storage_for
+from schemas.rows import NUM_BLENDSHAPES
 from schemas.validate import FLOAT_COLUMNS, value_problems
 
 # Every column but the image, the identity and the subject: what the statistics and checks need.
+# Shards of schema version 1 lack ``blendshapes``; a column a shard lacks is not read.
 SCAN_COLUMNS = tuple(dict.fromkeys((
-    columns.ID, columns.LABEL, columns.LANDMARKER, columns.MODEL_ID, *FLOAT_COLUMNS)))
+    columns.ID, columns.LABEL, columns.LANDMARKER, columns.MODEL_ID, *FLOAT_COLUMNS,
+    columns.BLENDSHAPES)))
 # Metadata every shard of one dataset must agree on (the pipeline version may differ).
 SHARED_METADATA = ("model_id", "model_hash", "expression_std", "landmarker",
                    "landmarker_version", "schema_version", "expression_dim",
@@ -45,13 +48,14 @@ class ShardInfo:
 
 @dataclasses.dataclass(frozen=True)
 class LabelMeans:
-    """Per-label expression statistics.
+    """Per-label means of one per-row vector (the expression, the blendshape weights).
 
     Attributes
     ----------
     labels : tuple of str        sorted label names
-    counts : (L,) int64          rows per label
-    means : (L, 29) float64      mean expression coefficients per label, sigma units
+    counts : (L,) int64          rows per label that hold the vector
+    means : (L, D) float64       mean vector per label (expression: D = 29, sigma units;
+                                 blendshapes: D = 52 weights in [0, 1])
     """
 
     labels: tuple
@@ -72,7 +76,9 @@ class Scan:
     expression : (N, 29) float32   sigma units, rows in shard order
     yaw, pitch, roll : (N,) float32   degrees
     residual : (N,) float32        fit residual over the inter-ocular distance
-    label_means : LabelMeans or None   None when no row has a label
+    label_means : LabelMeans or None   mean expression per label; None when no row has a label
+    blendshape_means : LabelMeans or None   mean ``blendshapes`` weights per label over the
+                                   rows that hold them; None when no labelled row does
     failures : pyarrow.Table       every failure row (``FAILURE_SCHEMA``)
     stats : dict or None           ``stats.json`` when present
     """
@@ -87,6 +93,7 @@ class Scan:
     roll: np.ndarray
     residual: np.ndarray
     label_means: LabelMeans | None
+    blendshape_means: LabelMeans | None
     failures: pa.Table
     stats: dict | None
 
@@ -95,13 +102,43 @@ class Scan:
         return len(self.residual)
 
 
+class _LabelSums:
+    """Running per-label sums and counts of one per-row vector."""
+
+    def __init__(self, width: int):
+        self.width = width
+        self.sums = {}
+
+    def add(self, labels: np.ndarray, values: np.ndarray) -> None:
+        """Add ``values`` (R, width) of rows whose ``labels`` (R,) object may be None."""
+        present = np.array([label is not None for label in labels], dtype=bool)
+        if not present.any():
+            return
+        names, inverse = np.unique(labels[present].astype(str), return_inverse=True)
+        sums = np.zeros((len(names), self.width))
+        np.add.at(sums, inverse, values[present].astype(np.float64))
+        counts = np.bincount(inverse, minlength=len(names))
+        for name, total, count in zip(names, sums, counts):
+            old_total, old_count = self.sums.get(str(name), (0.0, 0))
+            self.sums[str(name)] = (old_total + total, old_count + int(count))
+
+    def means(self) -> LabelMeans | None:
+        if not self.sums:
+            return None
+        labels = tuple(sorted(self.sums))
+        counts = np.array([self.sums[label][1] for label in labels], dtype=np.int64)
+        sums = np.array([self.sums[label][0] for label in labels])
+        return LabelMeans(labels, counts, sums / counts[:, None])
+
+
 class _Collector:
     """Accumulates the scanned columns of every batch, and the per-label sums."""
 
     def __init__(self):
         self.parts = {name: [] for name in ("expression", "yaw", "pitch", "roll", "residual")}
         self.ids = []
-        self.label_sums = {}
+        self.expression_sums = _LabelSums(EXPRESSION_DIM)
+        self.blendshape_sums = _LabelSums(NUM_BLENDSHAPES)
 
     def add(self, batch: pa.RecordBatch) -> None:
         expression = _matrix(batch.column(columns.EXPRESSION), EXPRESSION_DIM)
@@ -111,15 +148,14 @@ class _Collector:
             self.parts[name].append(batch.column(column).to_numpy(zero_copy_only=False))
         self.ids.append(batch.column(columns.ID))
         labels = batch.column(columns.LABEL).to_numpy(zero_copy_only=False)
-        present = np.array([label is not None for label in labels], dtype=bool)
-        if present.any():
-            names, inverse = np.unique(labels[present].astype(str), return_inverse=True)
-            sums = np.zeros((len(names), EXPRESSION_DIM))
-            np.add.at(sums, inverse, expression[present].astype(np.float64))
-            counts = np.bincount(inverse, minlength=len(names))
-            for name, total, count in zip(names, sums, counts):
-                old_total, old_count = self.label_sums.get(str(name), (0.0, 0))
-                self.label_sums[str(name)] = (old_total + total, old_count + int(count))
+        self.expression_sums.add(labels, expression)
+        if columns.BLENDSHAPES in batch.schema.names:
+            weights = batch.column(columns.BLENDSHAPES)
+            # Null rows (a model without named units) have no weights to average.
+            held = weights.is_valid().to_numpy(zero_copy_only=False)
+            if held.any():
+                self.blendshape_sums.add(labels[held],
+                                         _matrix(weights.filter(held), NUM_BLENDSHAPES))
 
     def array(self, name: str) -> np.ndarray:
         parts = self.parts[name]
@@ -130,14 +166,6 @@ class _Collector:
     def duplicate_ids(self) -> int:
         ids = pa.chunked_array(self.ids, type=pa.string())
         return len(ids) - pc.count_distinct(ids).as_py()
-
-    def label_means(self) -> LabelMeans | None:
-        if not self.label_sums:
-            return None
-        labels = tuple(sorted(self.label_sums))
-        counts = np.array([self.label_sums[label][1] for label in labels], dtype=np.int64)
-        sums = np.array([self.label_sums[label][0] for label in labels])
-        return LabelMeans(labels, counts, sums / counts[:, None])
 
 
 def _matrix(column: pa.Array, width: int) -> np.ndarray:
@@ -200,7 +228,8 @@ def _scan_shard(dataset: DatasetReader, path: str, collector: _Collector, *, bat
             return 0, None, problems
         metadata = DatasetMetadata.from_arrow(shard.schema_arrow.metadata)
         rows = 0
-        for batch in shard.iter_batches(batch_size=batch_rows, columns=list(SCAN_COLUMNS),
+        held = [name for name in SCAN_COLUMNS if name in shard.schema_arrow.names]
+        for batch in shard.iter_batches(batch_size=batch_rows, columns=held,
                                         use_threads=False):
             problems.extend(f"{name}: {problem}" for problem in value_problems(batch))
             problems.extend(_column_problems(name, batch, metadata))
@@ -314,7 +343,9 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
         metadata=reference[1] if reference else None,
         expression=collector.array("expression"), yaw=collector.array("yaw"),
         pitch=collector.array("pitch"), roll=collector.array("roll"),
-        residual=collector.array("residual"), label_means=collector.label_means(),
+        residual=collector.array("residual"),
+        label_means=collector.expression_sums.means(),
+        blendshape_means=collector.blendshape_sums.means(),
         failures=failures, stats=stats)
 
 
@@ -325,7 +356,8 @@ def read_rows(scan: Scan, positions, columns_to_read) -> list[dict]:
     ----------
     scan : Scan
     positions : (M,) int         global row numbers (shards in name order, rows in file order)
-    columns_to_read : sequence of str
+    columns_to_read : sequence of str   a column a shard lacks (``blendshapes`` in schema
+                                 version 1) reads as None
 
     Returns
     -------
@@ -347,10 +379,11 @@ def read_rows(scan: Scan, positions, columns_to_read) -> list[dict]:
                       for index in range(parquet.num_row_groups)]
         group_starts = np.concatenate([[0], np.cumsum(group_rows)])
         group_of_row = np.searchsorted(group_starts, wanted, side="right") - 1
+        held = [name for name in columns_to_read if name in parquet.schema_arrow.names]
+        absent = dict.fromkeys(name for name in columns_to_read if name not in held)
         for group in np.unique(group_of_row):
-            table = parquet.read_row_group(int(group), columns=list(columns_to_read),
-                                           use_threads=False)
+            table = parquet.read_row_group(int(group), columns=held, use_threads=False)
             for local in wanted[group_of_row == group]:
                 row = table.slice(int(local - group_starts[group]), 1).to_pylist()[0]
-                found[int(local + shard.first_row)] = row
+                found[int(local + shard.first_row)] = {**row, **absent}
     return [found[int(position)] for position in positions]
