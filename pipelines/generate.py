@@ -273,11 +273,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if stats["invariant"]["holds"] else 1
 
 
-def run(argv=None) -> dict:
+def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run ``expnet generate``; returns the ``stats.json`` document.
 
     Rerunning the command of a complete dataset changes nothing and returns its stats; after
     an interruption (even ``kill -9``), the same command completes the dataset.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command's flags (default: ``sys.argv[1:]``).
+    test_pipeline : beam.Pipeline, optional
+        Build the job into this pipeline (a ``TestPipeline``) instead of one made from the
+        flags, as Beam's examples do; it runs when this function returns from building it.
 
     Raises
     ------
@@ -310,7 +318,9 @@ def run(argv=None) -> dict:
         if not options.quiet:
             PROGRESS.start()
         try:
-            with beam.Pipeline(options=options) as pipeline:
+            pipeline = (test_pipeline if test_pipeline is not None
+                        else beam.Pipeline(options=options))
+            with pipeline:
                 build(pipeline, options, metadata, plan, run_info, items)
         finally:
             PROGRESS.stop()

@@ -9,7 +9,6 @@ model -> ``(source, PendingRow)`` per face, with failures as data at every stage
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
@@ -21,7 +20,7 @@ from fitting.landmarks import select_faces
 from pipelines import writing
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
-from pipelines.reading import Deduplicate, ReadSources, SplitFailures, content_key, is_failure
+from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
 from pipelines.resources import load_once
 from pipelines.sources import Failure, Naming
 from schemas import rows as columns
@@ -260,8 +259,7 @@ def fit_group(face: FaceRecord) -> tuple:
     """The fit group of a face: its subject, or one of ``FIT_BUCKETS`` hash buckets."""
     if face.image.subject:
         # Ints, never the subject's str: those hash differently in each worker process.
-        subject = hashlib.sha256(face.image.subject.encode("utf-8")).hexdigest()
-        return (SUBJECT_GROUP, *content_key(subject))
+        return (SUBJECT_GROUP, *text_key(face.image.subject))
     return (BUCKET_GROUP, int(face.id[:8], 16) % FIT_BUCKETS)
 
 

@@ -5,6 +5,7 @@ These composites are shared by the jobs that read raw collections (``expnet gene
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import apache_beam as beam
@@ -145,6 +146,11 @@ def content_key(content_id: str) -> tuple[int, ...]:
     """
     return tuple(int(content_id[start:start + 15], 16)
                  for start in range(0, len(content_id), 15))
+
+
+def text_key(text: str) -> tuple[int, ...]:
+    """The shuffle key of any string: :func:`content_key` of its sha256."""
+    return content_key(hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest())
 
 
 class Deduplicate(beam.PTransform):
