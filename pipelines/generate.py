@@ -303,7 +303,7 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
     items = list_items(options)
-    apply_workers(options, argv, len(items))
+    workers = apply_workers(options, argv, len(items))
     _, metadata = dataset_metadata(options)
     output = options.output.rstrip("/")
     fingerprint = run_fingerprint(options, metadata)
@@ -316,7 +316,7 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
                         incremental=options.incremental)
         run_info = describe_run(options, metadata, fingerprint)
         if not options.quiet:
-            PROGRESS.start()
+            PROGRESS.start(share_with_workers=workers > 1)
         try:
             pipeline = (test_pipeline if test_pipeline is not None
                         else beam.Pipeline(options=options))

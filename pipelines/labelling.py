@@ -144,6 +144,9 @@ class SelectAndCropDoFn(beam.DoFn):
                 source_landmarks=face.landmarks.astype(np.float32),
                 face_box=face.box)
 
+    def finish_bundle(self):
+        PROGRESS.flush()
+
 
 class DetectAndCrop(beam.PTransform):
     """Batches of decoded images -> cropped faces with landmarks; failures at ``detect``.
@@ -215,6 +218,9 @@ class FitDoFn(beam.DoFn):
             row = to_row(face, fit, index, landmarker=self.landmarker,
                          model_id=self.model.model_id)
             yield face.image.source, writing.park_row(self.output, row, face.crop_bytes)
+
+    def finish_bundle(self):
+        PROGRESS.flush()
 
 
 def _floats(values) -> np.ndarray:
