@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from synth.render import render_mesh, to_image, visible_vertices
 from fitting.models.model import NUM_LANDMARKS
+from synth.render import render_mesh, to_image, visible_vertices
 
 JAW_LANDMARKS = np.arange(17)
 CHIN_LANDMARK = 8
