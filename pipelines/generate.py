@@ -43,6 +43,7 @@ from pipelines.dataset import (
 from pipelines.errors import OptionsError
 from pipelines.labelling import LabelFaces, landmarker_options, naming
 from pipelines.progress import PROGRESS
+from pipelines.resources import filesystem_options, with_filesystems
 from pipelines.sources import expand_input
 from schemas import DatasetMetadata
 from schemas.layout import STATS_NAME
@@ -206,11 +207,13 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     is also the single leaf: Beam's Dask runner computes only the graph of the last step.)
     """
     output = options.output.rstrip("/")
+    filesystems = filesystem_options(options)
     earlier_ids = None
     if plan.previous_files:
         earlier_ids = (pipeline
                        | "EarlierFiles" >> beam.Create(plan.previous_files)
-                       | "KnownIds" >> beam.FlatMap(lambda name: known_ids(output, name)))
+                       | "KnownIds" >> beam.FlatMap(with_filesystems(
+                           lambda name: known_ids(output, name), filesystems)))
     if items is None:
         items = list_items(options)
     labelled = (pipeline
@@ -220,14 +223,16 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     shards = (rows
               | "WriteShards" >> writing.WriteShards(output, metadata,
                                                      num_shards=options.num_shards,
-                                                     prefix=plan.shard_prefix)
+                                                     prefix=plan.shard_prefix,
+                                                     filesystems=filesystems)
               | "AllShards" >> ToOneList()
               | "TagShards" >> beam.Map(lambda entries: ("shards", entries)))
     failures = ((labelled["read_failures"], labelled["failures"])
                 | "AllFailures" >> beam.Flatten()
                 | "FailureList" >> ToOneList()
-                | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
-                    output, found, prefix=plan.shard_prefix))))
+                | "WriteFailures" >> beam.Map(with_filesystems(
+                    lambda found: ("failures", writing.write_failures(
+                        output, found, prefix=plan.shard_prefix)), filesystems)))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
         lambda source, pending: (source, pending.id))
     parts = {name: labelled[name]
@@ -239,8 +244,8 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
             | "AllOutputs" >> beam.Flatten()
             | "CollectOutputs" >> ToOneList()
             | "AsDict" >> beam.Map(dict)
-            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan,
-                                     run_info=run_info))
+            | "Finalize" >> beam.Map(with_filesystems(finalize, filesystems), output=output,
+                                     metadata=metadata, plan=plan, run_info=run_info))
 
 
 # Flags that change what a run writes; two runs with equal values write equal datasets.

@@ -21,7 +21,7 @@ from pipelines import writing
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
-from pipelines.resources import load_once
+from pipelines.resources import filesystem_options, load_once, use_filesystems
 from pipelines.sources import Failure, Naming
 from schemas import rows as columns
 
@@ -91,9 +91,13 @@ class DecodeDoFn(beam.DoFn):
     Records whose bytes were dropped before the deduplication shuffle are read again here.
     """
 
-    def __init__(self, max_pixels: int, max_file_bytes: int):
+    def __init__(self, max_pixels: int, max_file_bytes: int, filesystems: dict | None = None):
         self.max_pixels = max_pixels
         self.max_file_bytes = max_file_bytes
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, records):
         decoded = []
@@ -117,11 +121,16 @@ class DecodeDoFn(beam.DoFn):
 class SelectAndCropDoFn(beam.DoFn):
     """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
 
-    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int):
+    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int,
+                 filesystems: dict | None = None):
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, element):
         meta, image, found = element
@@ -155,20 +164,21 @@ class DetectAndCrop(beam.PTransform):
     """
 
     def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
-                 crop_size: int, jpeg_quality: int):
+                 crop_size: int, jpeg_quality: int, filesystems: dict | None = None):
         super().__init__()
         self.detector = detector
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.filesystems = filesystems
 
     def expand(self, images):
         return (images
                 | "DetectLandmarks" >> beam.ParDo(self.detector)
                 | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
                     self.output, policy=self.policy, crop_size=self.crop_size,
-                    jpeg_quality=self.jpeg_quality))
+                    jpeg_quality=self.jpeg_quality, filesystems=self.filesystems))
                 | "SplitDetectFailures" >> SplitFailures())
 
 
@@ -181,16 +191,19 @@ class FitDoFn(beam.DoFn):
     The faces share one identity when ``pooled`` (they are one subject's).
     """
 
-    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str):
+    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str,
+                 filesystems: dict | None = None):
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
+        self.filesystems = filesystems
         self.model = None
 
     def setup(self):
         from fitting.models import load_model
 
+        use_filesystems(self.filesystems)
         self.model = load_once(("model", self.model_spec), lambda: load_model(self.model_spec))
         if self.model.content_hash != self.model_hash:
             raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
@@ -291,13 +304,14 @@ class FitMorphableModel(beam.PTransform):
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
-                 subject_chunk_size: int):
+                 subject_chunk_size: int, filesystems: dict | None = None):
         super().__init__()
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
         self.subject_chunk_size = subject_chunk_size
+        self.filesystems = filesystems
 
     def expand(self, faces):
         return (faces
@@ -305,8 +319,9 @@ class FitMorphableModel(beam.PTransform):
                 | "GroupForFit" >> beam.GroupByKey()
                 | "ChunkGroups" >> beam.FlatMap(_fit_chunks,
                                                 subject_chunk_size=self.subject_chunk_size)
-                | "FitMorphableModel" >> beam.ParDo(FitDoFn(self.output, self.model_spec,
-                                                            self.model_hash, self.landmarker))
+                | "FitMorphableModel" >> beam.ParDo(FitDoFn(
+                    self.output, self.model_spec, self.model_hash, self.landmarker,
+                    self.filesystems))
                 | "SplitFitFailures" >> SplitFailures())
 
 
@@ -321,21 +336,23 @@ class LabelFaces(beam.PTransform):
 
     def expand(self, specs):
         opts = self.options
+        filesystems = filesystem_options(opts)
         records, read_failures = specs | "Read" >> ReadSources(
-            naming=naming(opts), max_file_bytes=opts.max_file_bytes)
+            naming=naming(opts), max_file_bytes=opts.max_file_bytes, filesystems=filesystems)
         survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
             self.known_ids)
         detector = DetectLandmarksDoFn(opts.landmarker, landmarker_options(opts))
         images, decode_failures = (
             _detect_batches(survivors, batch_size=detector.batch_size)
-            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes))
+            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes,
+                                                filesystems))
             | "SplitDecodeFailures" >> SplitFailures())
         faces, detect_failures = images | "Detect" >> DetectAndCrop(
             detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
-            jpeg_quality=opts.jpeg_quality)
+            jpeg_quality=opts.jpeg_quality, filesystems=filesystems)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
-            subject_chunk_size=opts.subject_chunk_size)
+            subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems)
         failures = ((decode_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)

@@ -11,6 +11,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.progress import PROGRESS
+from pipelines.resources import use_filesystems
 from pipelines.sources import Failure, Naming, expand_input, read_item
 
 
@@ -49,7 +50,8 @@ def expand_spec(element, *, naming: Naming):
         yield element
 
 
-def _read(item, *, max_file_bytes: int):
+def _read(item, *, max_file_bytes: int, filesystems: dict | None = None):
+    use_filesystems(filesystems)
     for record in read_item(item, max_file_bytes=max_file_bytes):
         if is_failure(record):
             yield record
@@ -60,12 +62,17 @@ def _read(item, *, max_file_bytes: int):
 
 
 class ReadSources(beam.PTransform):
-    """Input specs -> ``(SourceRecord``s, failures at stage ``read``)."""
+    """Input specs -> ``(SourceRecord``s, failures at stage ``read``).
 
-    def __init__(self, *, naming: Naming, max_file_bytes: int):
+    ``filesystems`` (:func:`pipelines.resources.filesystem_options`) configures Beam's
+    FileSystems on workers whose runner does not.
+    """
+
+    def __init__(self, *, naming: Naming, max_file_bytes: int, filesystems: dict | None = None):
         super().__init__()
         self.naming = naming
         self.max_file_bytes = max_file_bytes
+        self.filesystems = filesystems
 
     def expand(self, specs):
         items, expand_failures = (
@@ -76,7 +83,8 @@ class ReadSources(beam.PTransform):
         records, read_failures = (
             items
             | "SpreadItems" >> beam.Reshuffle()
-            | "ReadItems" >> beam.FlatMap(_read, max_file_bytes=self.max_file_bytes)
+            | "ReadItems" >> beam.FlatMap(_read, max_file_bytes=self.max_file_bytes,
+                                         filesystems=self.filesystems)
             .with_output_types(Any)
             | "SplitReadFailures" >> SplitFailures())
         failures = (expand_failures, read_failures) | "ReadFailures" >> beam.Flatten()
