@@ -26,6 +26,7 @@ from apache_beam.options.pipeline_options import (
     PipelineOptions,
     SetupOptions,
     StandardOptions,
+    WorkerOptions,
 )
 
 from fitting.image import DEFAULT_MAX_PIXELS
@@ -169,6 +170,10 @@ def apply_workers(options: GenerateOptions, argv: list[str] | None, item_count: 
     if workers > 1:
         direct.direct_running_mode = "multi_processing"
         direct.direct_num_workers = workers
+        # Workers parse the flags without this command's options and warn about each one,
+        # twice a worker; their errors still show.
+        harness = options.view_as(WorkerOptions)
+        harness.default_sdk_harness_log_level = harness.default_sdk_harness_log_level or "ERROR"
     return workers
 
 
