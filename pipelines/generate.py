@@ -26,6 +26,7 @@ from apache_beam.options.pipeline_options import (
     PipelineOptions,
     SetupOptions,
     StandardOptions,
+    WorkerOptions,
 )
 
 from fitting.image import DEFAULT_MAX_PIXELS
@@ -44,6 +45,7 @@ from pipelines.output_state import (
     read_stats,
 )
 from pipelines.progress import PROGRESS
+from pipelines.resources import filesystem_options, with_filesystems
 from pipelines.sources import expand_input
 from schemas import DatasetMetadata
 
@@ -169,6 +171,10 @@ def apply_workers(options: GenerateOptions, argv: list[str] | None, item_count: 
     if workers > 1:
         direct.direct_running_mode = "multi_processing"
         direct.direct_num_workers = workers
+        # Workers parse the flags without this command's options and warn about each one,
+        # twice a worker; their errors still show.
+        harness = options.view_as(WorkerOptions)
+        harness.default_sdk_harness_log_level = harness.default_sdk_harness_log_level or "ERROR"
     return workers
 
 
@@ -207,11 +213,13 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     is also the single leaf: Beam's Dask runner computes only the graph of the last step.)
     """
     output = options.output.rstrip("/")
+    filesystems = filesystem_options(options)
     earlier_ids = None
     if plan.previous_files:
         earlier_ids = (pipeline
                        | "EarlierFiles" >> beam.Create(plan.previous_files)
-                       | "KnownIds" >> beam.FlatMap(lambda name: known_ids(output, name)))
+                       | "KnownIds" >> beam.FlatMap(with_filesystems(
+                           lambda name: known_ids(output, name), filesystems)))
     if items is None:
         items = list_items(options)
     labelled = (pipeline
@@ -221,14 +229,16 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     shards = (rows
               | "WriteShards" >> writing.WriteShards(output, metadata,
                                                      num_shards=options.num_shards,
-                                                     prefix=plan.shard_prefix)
+                                                     prefix=plan.shard_prefix,
+                                                     filesystems=filesystems)
               | "AllShards" >> ToOneList()
               | "TagShards" >> beam.Map(lambda entries: ("shards", entries)))
     failures = ((labelled["read_failures"], labelled["failures"])
                 | "AllFailures" >> beam.Flatten()
                 | "FailureList" >> ToOneList()
-                | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
-                    output, found, prefix=plan.shard_prefix))))
+                | "WriteFailures" >> beam.Map(with_filesystems(
+                    lambda found: ("failures", writing.write_failures(
+                        output, found, prefix=plan.shard_prefix)), filesystems)))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
         lambda source, pending: (source, pending.id))
     parts = {name: labelled[name]
@@ -240,8 +250,8 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
             | "AllOutputs" >> beam.Flatten()
             | "CollectOutputs" >> ToOneList()
             | "AsDict" >> beam.Map(dict)
-            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan,
-                                     run_info=run_info))
+            | "Finalize" >> beam.Map(with_filesystems(finalize, filesystems), output=output,
+                                     metadata=metadata, plan=plan, run_info=run_info))
 
 
 # Flags that change what a run writes; two runs with equal values write equal datasets.
@@ -274,11 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if stats["invariant"]["holds"] else 1
 
 
-def run(argv=None) -> dict:
+def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run ``expnet generate``; returns the ``stats.json`` document.
 
     Rerunning the command of a complete dataset changes nothing and returns its stats; after
     an interruption (even ``kill -9``), the same command completes the dataset.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command's flags (default: ``sys.argv[1:]``).
+    test_pipeline : beam.Pipeline, optional
+        Build the job into this pipeline (a ``TestPipeline``) instead of one made from the
+        flags, as Beam's examples do; it runs when this function returns from building it.
 
     Raises
     ------
@@ -296,7 +314,7 @@ def run(argv=None) -> dict:
     # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
     items = list_items(options)
-    apply_workers(options, argv, len(items))
+    workers = apply_workers(options, argv, len(items))
     _, metadata = dataset_metadata(options)
     output = options.output.rstrip("/")
     fingerprint = run_fingerprint(options, metadata)
@@ -309,9 +327,11 @@ def run(argv=None) -> dict:
                         incremental=options.incremental)
         run_info = describe_run(options, metadata, fingerprint)
         if not options.quiet:
-            PROGRESS.start()
+            PROGRESS.start(share_with_workers=workers > 1)
         try:
-            with beam.Pipeline(options=options) as pipeline:
+            pipeline = (test_pipeline if test_pipeline is not None
+                        else beam.Pipeline(options=options))
+            with pipeline:
                 build(pipeline, options, metadata, plan, run_info, items)
         finally:
             PROGRESS.stop()

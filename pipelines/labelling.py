@@ -9,7 +9,6 @@ model -> ``(source, PendingRow)`` per face, with failures as data at every stage
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
@@ -21,8 +20,8 @@ from fitting.landmarks import select_faces
 from pipelines import writing
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
-from pipelines.reading import Deduplicate, ReadSources, SplitFailures, content_key, is_failure
-from pipelines.resources import load_once
+from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
+from pipelines.resources import filesystem_options, load_once, use_filesystems
 from pipelines.sources import Failure, Naming
 from schemas import rows as columns
 
@@ -92,9 +91,13 @@ class DecodeDoFn(beam.DoFn):
     Records whose bytes were dropped before the deduplication shuffle are read again here.
     """
 
-    def __init__(self, max_pixels: int, max_file_bytes: int):
+    def __init__(self, max_pixels: int, max_file_bytes: int, filesystems: dict | None = None):
         self.max_pixels = max_pixels
         self.max_file_bytes = max_file_bytes
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, records):
         decoded = []
@@ -118,11 +121,16 @@ class DecodeDoFn(beam.DoFn):
 class SelectAndCropDoFn(beam.DoFn):
     """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
 
-    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int):
+    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int,
+                 filesystems: dict | None = None):
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, element):
         meta, image, found = element
@@ -145,6 +153,9 @@ class SelectAndCropDoFn(beam.DoFn):
                 source_landmarks=face.landmarks.astype(np.float32),
                 face_box=face.box)
 
+    def finish_bundle(self):
+        PROGRESS.flush()
+
 
 class DetectAndCrop(beam.PTransform):
     """Batches of decoded images -> cropped faces with landmarks; failures at ``detect``.
@@ -153,20 +164,21 @@ class DetectAndCrop(beam.PTransform):
     """
 
     def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
-                 crop_size: int, jpeg_quality: int):
+                 crop_size: int, jpeg_quality: int, filesystems: dict | None = None):
         super().__init__()
         self.detector = detector
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.filesystems = filesystems
 
     def expand(self, images):
         return (images
                 | "DetectLandmarks" >> beam.ParDo(self.detector)
                 | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
                     self.output, policy=self.policy, crop_size=self.crop_size,
-                    jpeg_quality=self.jpeg_quality))
+                    jpeg_quality=self.jpeg_quality, filesystems=self.filesystems))
                 | "SplitDetectFailures" >> SplitFailures())
 
 
@@ -179,16 +191,19 @@ class FitDoFn(beam.DoFn):
     The faces share one identity when ``pooled`` (they are one subject's).
     """
 
-    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str):
+    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str,
+                 filesystems: dict | None = None):
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
+        self.filesystems = filesystems
         self.model = None
 
     def setup(self):
         from fitting.models import load_model
 
+        use_filesystems(self.filesystems)
         self.model = load_once(("model", self.model_spec), lambda: load_model(self.model_spec))
         if self.model.content_hash != self.model_hash:
             raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
@@ -217,6 +232,9 @@ class FitDoFn(beam.DoFn):
             row = to_row(face, fit, index, landmarker=self.landmarker,
                          model_id=self.model.model_id)
             yield face.image.source, writing.park_row(self.output, row, face.crop_bytes)
+
+    def finish_bundle(self):
+        PROGRESS.flush()
 
 
 def _floats(values) -> np.ndarray:
@@ -261,8 +279,7 @@ def fit_group(face: FaceRecord) -> tuple:
     """The fit group of a face: its subject, or one of ``FIT_BUCKETS`` hash buckets."""
     if face.image.subject:
         # Ints, never the subject's str: those hash differently in each worker process.
-        subject = hashlib.sha256(face.image.subject.encode("utf-8")).hexdigest()
-        return (SUBJECT_GROUP, *content_key(subject))
+        return (SUBJECT_GROUP, *text_key(face.image.subject))
     return (BUCKET_GROUP, int(face.id[:8], 16) % FIT_BUCKETS)
 
 
@@ -288,13 +305,14 @@ class FitMorphableModel(beam.PTransform):
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
-                 subject_chunk_size: int):
+                 subject_chunk_size: int, filesystems: dict | None = None):
         super().__init__()
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
         self.subject_chunk_size = subject_chunk_size
+        self.filesystems = filesystems
 
     def expand(self, faces):
         return (faces
@@ -302,8 +320,9 @@ class FitMorphableModel(beam.PTransform):
                 | "GroupForFit" >> beam.GroupByKey()
                 | "ChunkGroups" >> beam.FlatMap(_fit_chunks,
                                                 subject_chunk_size=self.subject_chunk_size)
-                | "FitMorphableModel" >> beam.ParDo(FitDoFn(self.output, self.model_spec,
-                                                            self.model_hash, self.landmarker))
+                | "FitMorphableModel" >> beam.ParDo(FitDoFn(
+                    self.output, self.model_spec, self.model_hash, self.landmarker,
+                    self.filesystems))
                 | "SplitFitFailures" >> SplitFailures())
 
 
@@ -318,21 +337,23 @@ class LabelFaces(beam.PTransform):
 
     def expand(self, specs):
         opts = self.options
+        filesystems = filesystem_options(opts)
         records, read_failures = specs | "Read" >> ReadSources(
-            naming=naming(opts), max_file_bytes=opts.max_file_bytes)
+            naming=naming(opts), max_file_bytes=opts.max_file_bytes, filesystems=filesystems)
         survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
             self.known_ids)
         detector = DetectLandmarksDoFn(opts.landmarker, landmarker_options(opts))
         images, decode_failures = (
             _detect_batches(survivors, batch_size=detector.batch_size)
-            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes))
+            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes,
+                                                filesystems))
             | "SplitDecodeFailures" >> SplitFailures())
         faces, detect_failures = images | "Detect" >> DetectAndCrop(
             detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
-            jpeg_quality=opts.jpeg_quality)
+            jpeg_quality=opts.jpeg_quality, filesystems=filesystems)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
-            subject_chunk_size=opts.subject_chunk_size)
+            subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems)
         failures = ((decode_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
