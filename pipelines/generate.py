@@ -33,6 +33,7 @@ from fitting.image import DEFAULT_MAX_PIXELS
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
+from pipelines.dask_partitions import bound_flatten_partitions, uses_dask
 from pipelines.errors import OptionsError
 from pipelines.labelling import LabelFaces, landmarker_options, naming
 from pipelines.output_state import (
@@ -315,6 +316,8 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     FileSystems.set_options(options)
     items = list_items(options)
     workers = apply_workers(options, argv, len(items))
+    if uses_dask(options):
+        bound_flatten_partitions()
     _, metadata = dataset_metadata(options)
     output = options.output.rstrip("/")
     fingerprint = run_fingerprint(options, metadata)
