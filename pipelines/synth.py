@@ -29,6 +29,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines import writing
+from pipelines.dask_partitions import bound_flatten_partitions, uses_dask
 from pipelines.errors import OptionsError
 
 SYNTH_MANIFEST_NAME = "manifest.jsonl"
@@ -250,6 +251,8 @@ def run(argv=None) -> dict:
     output = options.output.rstrip("/")
     writing.ensure_dir(output)
     started = time.time()
+    if uses_dask(pipeline_options):
+        bound_flatten_partitions()
     with beam.Pipeline(options=pipeline_options) as pipeline:
         build(pipeline, options, wheel_path)
     writing.remove_temporary(output)
