@@ -114,8 +114,7 @@ def _video_stream(container):
     stream = container.streams.video[0]
     if stream.codec_context is None:
         raise VideoDecodeError("unsupported_codec",
-                               f"no decoder for the video stream (codec tag "
-                               f"{stream.codec_tag!r})")
+                               "this FFmpeg build has no decoder for the video stream's codec")
     return stream
 
 

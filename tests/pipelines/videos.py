@@ -11,7 +11,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from tests.pipelines.conftest import EXAMPLES
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "faces"
 
 
 def photo(name: str) -> Image.Image:
