@@ -266,9 +266,10 @@ def _check_complete(chunk: Chunk, last_time, start, end, duration_s, average_rat
     slack = 2 / Fraction(average_rate) if average_rate else Fraction(1, 2)
     reached = last_time if last_time is not None else start
     if reached < expected_end - slack:
-        raise VideoDecodeError(
-            "truncated", f"frames stop at {float(reached):.3f} s, the stream should reach "
-                         f"{float(expected_end):.3f} s (chunk {chunk.index})")
+        found = (f"frames stop at {float(last_time):.3f} s" if last_time is not None else
+                 f"no frames from {float(start):.3f} s")
+        raise VideoDecodeError("truncated", f"{found}, the stream should reach "
+                                            f"{float(expected_end):.3f} s (chunk {chunk.index})")
 
 
 def _rgb(frame, max_pixels: int) -> np.ndarray:
