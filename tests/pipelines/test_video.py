@@ -7,6 +7,7 @@ duplicate video, a truncated one that still has frames, and one file of each bad
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 
@@ -191,3 +192,25 @@ def test_a_manifest_subject_pools_across_videos_and_stills(video_folder, tmp_pat
     assert [row[columns.FRAME_INDEX] for row in rows_of(rows, "astronaut.mp4")] == [0, 1, 2]
     identities = np.array([row[columns.IDENTITY] for row in rows])
     np.testing.assert_array_equal(identities, np.repeat(identities[:1], 4, axis=0))
+
+
+def test_videos_on_s3_give_the_rows_of_local_files(video_run, video_folder, s3_server):
+    reference, _ = video_run
+    url, client = s3_server
+    for name in ("astronaut.mp4", "pair.mkv"):
+        client.upload_file(str(video_folder / name), "faces", f"clips/{name}")
+    credentials = ["--s3_endpoint_url", url, "--s3_access_key_id", "test",
+                   "--s3_secret_access_key", "test", "--s3_region_name", "us-east-1"]
+    stats = run_generate(["s3://faces/clips/"], "s3://faces/out", *FLAGS, *credentials)
+    assert (stats["inputs"], stats["written"], stats["failed"]) == (2, 2, 0)
+    remote = [pq.read_table(io.BytesIO(client.get_object(Bucket="faces", Key=item["Key"])
+                                       ["Body"].read())).to_pylist()
+              for item in client.list_objects_v2(Bucket="faces", Prefix="out/part-")["Contents"]]
+    remote_rows = sorted((row for table in remote for row in table), key=lambda r: r["id"])
+    local_rows = [row for row in read_rows(reference)
+                  if row[columns.SOURCE_URI].endswith(("/astronaut.mp4", "/pair.mkv"))]
+    keep = (columns.ID, columns.FRAME_INDEX, columns.TIME_S, columns.TRACK_ID,
+            columns.EXPRESSION)
+    assert [{key: row[key] for key in keep} for row in remote_rows] == [
+        {key: row[key] for key in keep} for row in local_rows]
+    assert remote_rows[0][columns.SOURCE_URI].startswith("s3://faces/clips/")
