@@ -27,7 +27,8 @@ from schemas.validate import FLOAT_COLUMNS, value_problems
 
 # Every column but the image, the identity and the subject: what the statistics and checks need.
 SCAN_COLUMNS = tuple(dict.fromkeys((
-    columns.ID, columns.LABEL, columns.LANDMARKER, columns.MODEL_ID, *FLOAT_COLUMNS)))
+    columns.ID, columns.LABEL, columns.LANDMARKER, columns.MODEL_ID, *FLOAT_COLUMNS,
+    columns.TRACK_ID, columns.FRAME_INDEX)))
 SHARD_PATTERN = "part-*.parquet"
 # Metadata every shard of one dataset must agree on (the pipeline version may differ).
 SHARED_METADATA = ("model_id", "model_hash", "expression_std", "landmarker",
@@ -76,6 +77,9 @@ class Scan:
     yaw, pitch, roll : (N,) float32   degrees
     residual : (N,) float32        fit residual over the inter-ocular distance
     label_means : LabelMeans or None   None when no row has a label
+    track_id : (N,) object         face track of each row (None: a still image, or a shard of
+                                   a schema version before 3)
+    frame_index : (N,) int64       sampled video slot of each row (-1 where none)
     failures : pyarrow.Table       every failure row (``FAILURE_SCHEMA``)
     stats : dict or None           ``stats.json`` when present
     """
@@ -90,6 +94,8 @@ class Scan:
     roll: np.ndarray
     residual: np.ndarray
     label_means: LabelMeans | None
+    track_id: np.ndarray
+    frame_index: np.ndarray
     failures: pa.Table
     stats: dict | None
 
@@ -104,6 +110,8 @@ class _Collector:
     def __init__(self):
         self.parts = {name: [] for name in ("expression", "yaw", "pitch", "roll", "residual")}
         self.ids = []
+        self.track_ids = []
+        self.frame_index = []
         self.label_sums = {}
 
     def add(self, batch: pa.RecordBatch) -> None:
@@ -113,6 +121,12 @@ class _Collector:
                              ("roll", columns.ROLL), ("residual", columns.FIT_RESIDUAL)):
             self.parts[name].append(batch.column(column).to_numpy(zero_copy_only=False))
         self.ids.append(batch.column(columns.ID))
+        names = batch.schema.names
+        self.track_ids.extend(batch.column(columns.TRACK_ID).to_pylist()
+                              if columns.TRACK_ID in names else [None] * batch.num_rows)
+        frames = (batch.column(columns.FRAME_INDEX).fill_null(-1).to_numpy()
+                  if columns.FRAME_INDEX in names else np.full(batch.num_rows, -1))
+        self.frame_index.append(np.asarray(frames, dtype=np.int64))
         labels = batch.column(columns.LABEL).to_numpy(zero_copy_only=False)
         present = np.array([label is not None for label in labels], dtype=bool)
         if present.any():
@@ -207,7 +221,9 @@ def _scan_shard(path: str, collector: _Collector, *, batch_rows: int):
                 return 0, None, problems
             metadata = DatasetMetadata.from_arrow(shard.schema_arrow.metadata)
             rows = 0
-            for batch in shard.iter_batches(batch_size=batch_rows, columns=list(SCAN_COLUMNS),
+            # A shard of an older schema version lacks the columns added after it.
+            present = [name for name in SCAN_COLUMNS if name in shard.schema_arrow.names]
+            for batch in shard.iter_batches(batch_size=batch_rows, columns=present,
                                             use_threads=False):
                 problems.extend(f"{name}: {problem}" for problem in value_problems(batch))
                 problems.extend(_column_problems(name, batch, metadata))
@@ -323,6 +339,9 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
         expression=collector.array("expression"), yaw=collector.array("yaw"),
         pitch=collector.array("pitch"), roll=collector.array("roll"),
         residual=collector.array("residual"), label_means=collector.label_means(),
+        track_id=np.array(collector.track_ids, dtype=object),
+        frame_index=(np.concatenate(collector.frame_index) if collector.frame_index
+                     else np.zeros(0, dtype=np.int64)),
         failures=failures, stats=stats)
 
 

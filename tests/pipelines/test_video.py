@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from inspection.cli import summary_rows
+from inspection.scan import scan_output
 from schemas import ROW_SCHEMA, table_problems
 from schemas import rows as columns
 from tests.pipelines.conftest import EXAMPLES, run_generate
@@ -214,3 +216,14 @@ def test_videos_on_s3_give_the_rows_of_local_files(video_run, video_folder, s3_s
     assert [{key: row[key] for key in keep} for row in remote_rows] == [
         {key: row[key] for key in keep} for row in local_rows]
     assert remote_rows[0][columns.SOURCE_URI].startswith("s3://faces/clips/")
+
+
+def test_inspect_summarises_the_tracks(video_run):
+    output, _ = video_run
+    scan = scan_output(str(output))
+    assert scan.problems == ()
+    lines = dict(summary_rows(scan))
+    # astronaut (1 track), pair (2), cut (1): rows of stills are not counted.
+    video_rows = sum(1 for track in scan.track_id if track is not None)
+    assert lines["video rows"] == f"{video_rows} from 3 videos, 4 face tracks"
+    assert video_rows == scan.rows - 1
