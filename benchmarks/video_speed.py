@@ -5,10 +5,11 @@
 
 In a temporary folder, in this one process (BLAS threads pinned to 1):
 
-1. Decode (CPU seconds, least of 5): an H.264 clip (pans and zooms over a bundled photo, 30 fps) sampled at 5 fps by
-   ``fitting.video`` (one chunk; and 2 s chunks, each after a seek) against a plain PyAV loop
-   doing the same work (decode every frame, convert the sampled ones to RGB) and OpenCV's
-   ``VideoCapture`` loop (decode every frame, ``grab`` / ``retrieve`` the sampled ones).
+1. Decode (CPU seconds, least of 5): an H.264 clip (pans and zooms over a bundled photo,
+   30 fps) sampled at 5 fps by ``fitting.video`` (one chunk; and 2 s chunks, each after a
+   seek) against a plain PyAV loop doing the same work (decode every frame, convert the
+   sampled ones to RGB) and OpenCV's ``VideoCapture`` loop (decode every frame, ``grab`` /
+   ``retrieve`` the sampled ones).
 2. Labelling: ``expnet generate`` on a clip of LABEL_FRAMES sampled frames against the same
    frames as JPEG files at the same resolution (the image path); frames/s of wall time,
    decode included.
@@ -28,7 +29,6 @@ from pathlib import Path  # noqa: E402
 
 import av  # noqa: E402
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from fitting.video import decode_chunk, plan_chunks, probe  # noqa: E402
 from pipelines import generate  # noqa: E402

@@ -12,7 +12,7 @@ import numpy as np
 
 DEFAULT_MIN_IOU = 0.3
 DEFAULT_MAX_LANDMARK_SHIFT = 0.5
-DEFAULT_MAX_GAP = 2
+DEFAULT_MAX_GAP = 4
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
