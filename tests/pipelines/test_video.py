@@ -22,6 +22,7 @@ from schemas import ROW_SCHEMA, table_problems
 from schemas import rows as columns
 from tests.pipelines.conftest import EXAMPLES, run_generate
 from tests.pipelines.test_reliability import dataset_bytes
+from tests.pipelines.test_scale import run_on_local_dask
 from tests.pipelines.videos import (
     audio_only,
     pan_zoom,
@@ -180,6 +181,13 @@ def test_two_workers_write_the_same_bytes(video_run, video_folder, tmp_path):
     reference, reference_stats = video_run
     stats = run_generate([video_folder], tmp_path, *FLAGS, "--workers", "2")
     assert stats["failures_by_reason"] == reference_stats["failures_by_reason"]
+    assert dataset_bytes(tmp_path) == dataset_bytes(reference)
+
+
+def test_dask_partitions_write_the_same_bytes(video_run, video_folder, tmp_path):
+    reference, _ = video_run
+    stats = run_on_local_dask([video_folder], tmp_path, *FLAGS, "--dask_partition_size", "2")
+    assert stats["invariant"]["holds"]
     assert dataset_bytes(tmp_path) == dataset_bytes(reference)
 
 
