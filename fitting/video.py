@@ -225,12 +225,13 @@ def decode_chunk(file, chunk: Chunk, *, fps: float, max_pixels: int,
         time_base = stream.time_base
         start_pts = stream.start_time or 0
         start = Fraction(chunk.first_slot) / rate
-        if chunk.first_slot > 0:
-            container.seek(start_pts + math.floor(start / time_base), stream=stream,
-                           backward=True, any_frame=False)
         end = None if chunk.end_slot is None else Fraction(chunk.end_slot) / rate
         last_slot, last_time = chunk.first_slot - 1, None
         try:
+            if chunk.first_slot > 0:
+                # To the keyframe at or before the chunk; frames before it are skipped below.
+                container.seek(start_pts + math.floor(start / time_base), stream=stream,
+                               backward=True, any_frame=False)
             for frame in container.decode(stream):
                 if frame.pts is None:
                     continue
