@@ -26,6 +26,7 @@ from apache_beam.options.pipeline_options import (
     PipelineOptions,
     SetupOptions,
     StandardOptions,
+    WorkerOptions,
 )
 
 from fitting.image import DEFAULT_MAX_PIXELS
@@ -33,20 +34,21 @@ from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
 from fitting.video import DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_VIDEO_SECONDS, DEFAULT_VIDEO_FPS
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
-from pipelines.dataset import (
+from pipelines.errors import OptionsError
+from pipelines.labelling import LabelFaces, landmarker_options, naming
+from pipelines.output_state import (
     DatasetStateError,
     RunPlan,
     completed_by,
     finalize,
     known_ids,
     plan_run,
+    read_stats,
 )
-from pipelines.errors import OptionsError
-from pipelines.labelling import LabelFaces, landmarker_options, naming
 from pipelines.progress import PROGRESS
+from pipelines.resources import filesystem_options, with_filesystems
 from pipelines.sources import expand_input
 from schemas import DatasetMetadata
-from schemas.layout import STATS_NAME
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 class GenerateOptions(PipelineOptions):
@@ -172,7 +174,8 @@ def available_cores() -> int:
 
 # Below this many input files the default is one process: starting the multi-process
 # DirectRunner costs more than it saves (the 10-image demo: 7.7 s in process, 13.9 s on two;
-# 200 faces: 0.61x, RESULTS.md "Scaling"); at 3000 faces two processes gave 1.33x.
+# 200 faces: 0.61x; benchmarks/scaling.py, RESULTS.md "Scaling"); at 3000 faces two
+# processes gave 1.33x.
 PARALLEL_FROM_ITEMS = 2000
 
 
@@ -197,6 +200,10 @@ def apply_workers(options: GenerateOptions, argv: list[str] | None, item_count: 
     if workers > 1:
         direct.direct_running_mode = "multi_processing"
         direct.direct_num_workers = workers
+        # Workers parse the flags without this command's options and warn about each one,
+        # twice a worker; their errors still show.
+        harness = options.view_as(WorkerOptions)
+        harness.default_sdk_harness_log_level = harness.default_sdk_harness_log_level or "ERROR"
     return workers
 
 
@@ -235,11 +242,13 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     is also the single leaf: Beam's Dask runner computes only the graph of the last step.)
     """
     output = options.output.rstrip("/")
+    filesystems = filesystem_options(options)
     earlier_ids = None
     if plan.previous_files:
         earlier_ids = (pipeline
                        | "EarlierFiles" >> beam.Create(plan.previous_files)
-                       | "KnownIds" >> beam.FlatMap(lambda name: known_ids(output, name)))
+                       | "KnownIds" >> beam.FlatMap(with_filesystems(
+                           lambda name: known_ids(output, name), filesystems)))
     if items is None:
         items = list_items(options)
     labelled = (pipeline
@@ -249,14 +258,16 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     shards = (rows
               | "WriteShards" >> writing.WriteShards(output, metadata,
                                                      num_shards=options.num_shards,
-                                                     prefix=plan.shard_prefix)
+                                                     prefix=plan.shard_prefix,
+                                                     filesystems=filesystems)
               | "AllShards" >> ToOneList()
               | "TagShards" >> beam.Map(lambda entries: ("shards", entries)))
     failures = ((labelled["read_failures"], labelled["failures"])
                 | "AllFailures" >> beam.Flatten()
                 | "FailureList" >> ToOneList()
-                | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
-                    output, found, prefix=plan.shard_prefix))))
+                | "WriteFailures" >> beam.Map(with_filesystems(
+                    lambda found: ("failures", writing.write_failures(
+                        output, found, prefix=plan.shard_prefix)), filesystems)))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
         lambda source, pending: (source, pending.id))
     parts = {name: labelled[name]
@@ -268,8 +279,8 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
             | "AllOutputs" >> beam.Flatten()
             | "CollectOutputs" >> ToOneList()
             | "AsDict" >> beam.Map(dict)
-            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan,
-                                     run_info=run_info))
+            | "Finalize" >> beam.Map(with_filesystems(finalize, filesystems), output=output,
+                                     metadata=metadata, plan=plan, run_info=run_info))
 
 
 # Flags that change what a run writes; two runs with equal values write equal datasets.
@@ -304,11 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if stats["invariant"]["holds"] else 1
 
 
-def run(argv=None) -> dict:
+def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run ``expnet generate``; returns the ``stats.json`` document.
 
     Rerunning the command of a complete dataset changes nothing and returns its stats; after
     an interruption (even ``kill -9``), the same command completes the dataset.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command's flags (default: ``sys.argv[1:]``).
+    test_pipeline : beam.Pipeline, optional
+        Build the job into this pipeline (a ``TestPipeline``) instead of one made from the
+        flags, as Beam's examples do; it runs when this function returns from building it.
 
     Raises
     ------
@@ -326,26 +345,28 @@ def run(argv=None) -> dict:
     # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
     items = list_items(options)
-    apply_workers(options, argv, len(items))
+    workers = apply_workers(options, argv, len(items))
     _, metadata = dataset_metadata(options)
     output = options.output.rstrip("/")
     fingerprint = run_fingerprint(options, metadata)
     # An incremental run always looks for new content, so it is never a no-op.
     rerun = not (options.overwrite or options.incremental)
     if rerun and completed_by(output, fingerprint):
-        stats = writing.read_json(f"{output}/{STATS_NAME}")
+        stats = read_stats(output)
     else:
         plan = plan_run(output, model_hash=metadata.model_hash, overwrite=options.overwrite,
                         incremental=options.incremental)
         run_info = describe_run(options, metadata, fingerprint)
         if not options.quiet:
-            PROGRESS.start()
+            PROGRESS.start(share_with_workers=workers > 1)
         try:
-            with beam.Pipeline(options=options) as pipeline:
+            pipeline = (test_pipeline if test_pipeline is not None
+                        else beam.Pipeline(options=options))
+            with pipeline:
                 build(pipeline, options, metadata, plan, run_info, items)
         finally:
             PROGRESS.stop()
-        stats = writing.read_json(f"{output}/{STATS_NAME}")
+        stats = read_stats(output)
     if not options.quiet:
         print(summary.format_summary(stats, output))
     return stats

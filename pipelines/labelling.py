@@ -10,7 +10,6 @@ morphable model -> ``(source, PendingRow)`` per face, with failures as data at e
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
@@ -22,8 +21,8 @@ from fitting.landmarks import select_faces
 from pipelines import writing
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
-from pipelines.reading import Deduplicate, ReadSources, SplitFailures, content_key, is_failure
-from pipelines.resources import load_once
+from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
+from pipelines.resources import filesystem_options, load_once, use_filesystems
 from pipelines.sources import Failure, Naming
 from pipelines.video import (
     DecodeVideos,
@@ -126,9 +125,13 @@ class DecodeDoFn(beam.DoFn):
     Records whose bytes were dropped before the deduplication shuffle are read again here.
     """
 
-    def __init__(self, max_pixels: int, max_file_bytes: int):
+    def __init__(self, max_pixels: int, max_file_bytes: int, filesystems: dict | None = None):
         self.max_pixels = max_pixels
         self.max_file_bytes = max_file_bytes
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, records):
         decoded = []
@@ -152,11 +155,16 @@ class DecodeDoFn(beam.DoFn):
 class SelectAndCropDoFn(beam.DoFn):
     """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
 
-    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int):
+    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int,
+                 filesystems: dict | None = None):
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, element):
         meta, image, found = element
@@ -181,6 +189,9 @@ class SelectAndCropDoFn(beam.DoFn):
                 source_landmarks=face.landmarks.astype(np.float32),
                 face_box=face.box)
 
+    def finish_bundle(self):
+        PROGRESS.flush()
+
 
 class DetectAndCrop(beam.PTransform):
     """Batches of decoded images -> cropped faces with landmarks; failures at ``detect``.
@@ -189,20 +200,21 @@ class DetectAndCrop(beam.PTransform):
     """
 
     def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
-                 crop_size: int, jpeg_quality: int):
+                 crop_size: int, jpeg_quality: int, filesystems: dict | None = None):
         super().__init__()
         self.detector = detector
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.filesystems = filesystems
 
     def expand(self, images):
         return (images
                 | "DetectLandmarks" >> beam.ParDo(self.detector)
                 | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
                     self.output, policy=self.policy, crop_size=self.crop_size,
-                    jpeg_quality=self.jpeg_quality))
+                    jpeg_quality=self.jpeg_quality, filesystems=self.filesystems))
                 | "SplitDetectFailures" >> SplitFailures())
 
 
@@ -215,16 +227,19 @@ class FitDoFn(beam.DoFn):
     The faces share one identity when ``pooled`` (they are one subject's, or one track's).
     """
 
-    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str):
+    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str,
+                 filesystems: dict | None = None):
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
+        self.filesystems = filesystems
         self.model = None
 
     def setup(self):
         from fitting.models import load_model
 
+        use_filesystems(self.filesystems)
         self.model = load_once(("model", self.model_spec), lambda: load_model(self.model_spec))
         if self.model.content_hash != self.model_hash:
             raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
@@ -238,7 +253,8 @@ class FitDoFn(beam.DoFn):
         landmarks = np.stack([face.crop_landmarks for face in faces]).astype(np.float64)
         subject_ids = [pool_id(face) for face in faces] if pooled else None
         # Each point weighted by the inverse of the landmarker's measured noise variance, with
-        # the fitter's unit priors: the MAP fit (fitting/noise.py).
+        # the fitter's unit priors: the MAP fit (fitting/noise.py; the profile is from
+        # studies/landmark_noise.py, RESULTS.md "Landmark noise profile").
         weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
         fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
                             landmark_weights=weights)
@@ -252,6 +268,9 @@ class FitDoFn(beam.DoFn):
             row = to_row(face, fit, index, landmarker=self.landmarker,
                          model_id=self.model.model_id)
             yield face.image.source, writing.park_row(self.output, row, face.crop_bytes)
+
+    def finish_bundle(self):
+        PROGRESS.flush()
 
 
 def _floats(values) -> np.ndarray:
@@ -301,8 +320,7 @@ def fit_group(face: FaceRecord) -> tuple:
     pool = pool_id(face)
     if pool:
         # Ints, never the subject's str: those hash differently in each worker process.
-        subject = hashlib.sha256(pool.encode("utf-8")).hexdigest()
-        return (SUBJECT_GROUP, *content_key(subject))
+        return (SUBJECT_GROUP, *text_key(pool))
     return (BUCKET_GROUP, int(face.id[:8], 16) % FIT_BUCKETS)
 
 
@@ -329,13 +347,14 @@ class FitMorphableModel(beam.PTransform):
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
-                 subject_chunk_size: int):
+                 subject_chunk_size: int, filesystems: dict | None = None):
         super().__init__()
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
         self.subject_chunk_size = subject_chunk_size
+        self.filesystems = filesystems
 
     def expand(self, faces):
         return (faces
@@ -343,8 +362,9 @@ class FitMorphableModel(beam.PTransform):
                 | "GroupForFit" >> beam.GroupByKey()
                 | "ChunkGroups" >> beam.FlatMap(_fit_chunks,
                                                 subject_chunk_size=self.subject_chunk_size)
-                | "FitMorphableModel" >> beam.ParDo(FitDoFn(self.output, self.model_spec,
-                                                            self.model_hash, self.landmarker))
+                | "FitMorphableModel" >> beam.ParDo(FitDoFn(
+                    self.output, self.model_spec, self.model_hash, self.landmarker,
+                    self.filesystems))
                 | "SplitFitFailures" >> SplitFailures())
 
 
@@ -359,8 +379,9 @@ class LabelFaces(beam.PTransform):
 
     def expand(self, specs):
         opts = self.options
+        filesystems = filesystem_options(opts)
         records, read_failures = specs | "Read" >> ReadSources(
-            naming=naming(opts), max_file_bytes=opts.max_file_bytes)
+            naming=naming(opts), max_file_bytes=opts.max_file_bytes, filesystems=filesystems)
         survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
             self.known_ids)
         detector = DetectLandmarksDoFn(opts.landmarker, landmarker_options(opts))
@@ -368,16 +389,18 @@ class LabelFaces(beam.PTransform):
         videos = survivors | "Videos" >> beam.Filter(is_video_record)
         images, decode_failures = (
             _detect_batches(stills, batch_size=detector.batch_size)
-            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes))
+            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes,
+                                                filesystems))
             | "SplitDecodeFailures" >> SplitFailures())
         frame_batches, video_failures = videos | "Video" >> DecodeVideos(
-            video_limits(opts), batch_size=detector.batch_size)
+            video_limits(opts), batch_size=detector.batch_size, filesystems=filesystems)
         frames = frame_batches | "FrameImages" >> beam.Map(_frame_images)
         faces, detect_failures = ((images, frames) | "ImagesAndFrames" >> beam.Flatten()
                                   | "Detect" >> DetectAndCrop(
                                       detector, opts.output.rstrip("/"), policy=opts.faces,
                                       crop_size=opts.crop_size,
-                                      jpeg_quality=opts.jpeg_quality))
+                                      jpeg_quality=opts.jpeg_quality,
+                                      filesystems=filesystems))
         tracked = (faces
                    | "VideoFaces" >> beam.Filter(lambda face: face.image.video_id is not None)
                    | "Track" >> TrackFaces())
@@ -386,7 +409,7 @@ class LabelFaces(beam.PTransform):
         faces = (still_faces, tracked) | "AllFaces" >> beam.Flatten()
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
-            subject_chunk_size=opts.subject_chunk_size)
+            subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems)
         failures = ((decode_failures, video_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)

@@ -23,7 +23,8 @@ import zipfile
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+from fitting.image import IMAGE_EXTENSIONS
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 ARCHIVE_EXTENSIONS = (".tar", ".tar.gz", ".tgz", ".zip")
 MANIFEST_EXTENSIONS = (".csv", ".jsonl")

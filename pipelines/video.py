@@ -21,6 +21,7 @@ import numpy as np
 from fitting.tracks import link_tracks
 from fitting.video import Chunk, VideoDecodeError, decode_chunk, plan_chunks, probe
 from pipelines.reading import SplitFailures, content_key
+from pipelines.resources import use_filesystems
 from pipelines.sources import Failure, SourceRecord, content_id, is_video_name, open_location
 
 EMPTY_CONTENT_ID = content_id(b"")
@@ -66,13 +67,17 @@ def _decode_failure(record: SourceRecord, failure_id: str, reason: str, message:
     return Failure(failure_id, record.uri, record.source, "decode", reason, message)
 
 
-def plan_video(record: SourceRecord, *, limits: VideoLimits):
+def plan_video(record: SourceRecord, *, limits: VideoLimits, filesystems: dict | None = None):
     """A video record -> its ``VideoChunk``s, or one ``decode`` failure.
+
+    ``filesystems``: the run's filesystem flags (``pipelines.resources.filesystem_options``),
+    for workers whose runner does not configure Beam's FileSystems.
 
     Yields
     ------
     VideoChunk or Failure
     """
+    use_filesystems(filesystems)
     if record.content_id == EMPTY_CONTENT_ID:
         yield _decode_failure(record, record.content_id, "empty_file", "the file is empty")
         return
@@ -96,9 +101,13 @@ class DecodeChunkDoFn(beam.DoFn):
     """A ``VideoChunk`` -> lists of at most ``batch_size`` ``(record, SampledFrame)``; a
     stream that breaks or ends early adds one ``decode`` failure after the frames it gave."""
 
-    def __init__(self, limits: VideoLimits, batch_size: int):
+    def __init__(self, limits: VideoLimits, batch_size: int, filesystems: dict | None = None):
         self.limits = limits
         self.batch_size = batch_size
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, task: VideoChunk):
         record, batch = task.record, []
@@ -131,21 +140,25 @@ class DecodeVideos(beam.PTransform):
     A frame batch is a list of ``(record, SampledFrame)``, at most ``batch_size`` long.
     """
 
-    def __init__(self, limits: VideoLimits, *, batch_size: int):
+    def __init__(self, limits: VideoLimits, *, batch_size: int,
+                 filesystems: dict | None = None):
         super().__init__()
         self.limits = limits
         self.batch_size = batch_size
+        self.filesystems = filesystems
 
     def expand(self, videos):
         chunks, plan_failures = (
             videos
-            | "PlanChunks" >> beam.FlatMap(plan_video, limits=self.limits)
+            | "PlanChunks" >> beam.FlatMap(plan_video, limits=self.limits,
+                                           filesystems=self.filesystems)
             .with_output_types(Any)
             | "SplitPlanFailures" >> SplitFailures())
         frames, decode_failures = (
             chunks
             | "SpreadChunks" >> beam.Reshuffle()
-            | "DecodeChunks" >> beam.ParDo(DecodeChunkDoFn(self.limits, self.batch_size))
+            | "DecodeChunks" >> beam.ParDo(DecodeChunkDoFn(self.limits, self.batch_size,
+                                                          self.filesystems))
             | "SplitChunkFailures" >> SplitFailures())
         failures = (plan_failures, decode_failures) | "VideoFailures" >> beam.Flatten()
         return frames, failures

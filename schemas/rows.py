@@ -11,9 +11,9 @@ SCHEMA_VERSION = 3
 # Versions whose shards readers still accept; version 1 lacks the blendshapes column, versions
 # 1 and 2 the video columns (frame_index, time_s, track_id).
 READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+# Label width and landmarks per row: the row contract's own constants (schemas never imports
+# fitting; tests/schemas/test_rows.py checks them against fitting.models.model's).
 EXPRESSION_DIM = 29
-# Landmarks per row; the row contract's own constant (schemas never imports fitting; a test
-# checks it matches fitting.models.model.NUM_LANDMARKS).
 NUM_LANDMARKS = 68
 NUM_BLENDSHAPES = 52         # ARKit-style named units; names in the dataset metadata
 
