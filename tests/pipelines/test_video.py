@@ -18,6 +18,8 @@ import pytest
 from inspection.cli import summary_rows
 from inspection.scan import scan_output
 from pipelines import synth
+from pipelines.errors import OptionsError
+from pipelines.sources import SourceItem, read_item
 from schemas import ROW_SCHEMA, table_problems
 from schemas import rows as columns
 from tests.pipelines.conftest import EXAMPLES, run_generate
@@ -262,3 +264,22 @@ def test_synth_sequences_are_videos_with_exact_per_frame_labels(tmp_path):
     # The yaw of a frontal-ish render is recovered within a few degrees (label fidelity study:
     # median 2-3 degrees through dlib); the bound leaves room for a bad frame.
     assert np.median(np.abs(fitted_yaw - true_yaw)) < 6.0
+
+
+def test_a_video_is_hashed_as_a_stream_and_refused_above_the_byte_limit(video_folder):
+    path = video_folder / "astronaut.mp4"
+    item = SourceItem(uri=str(path), source=str(video_folder))
+    [record] = list(read_item(item, max_file_bytes=10 * path.stat().st_size))
+    assert record.data is None and record.location == str(path)
+    assert record.content_id == file_id(path)
+    [failure] = list(read_item(item, max_file_bytes=path.stat().st_size - 1))
+    assert (failure.stage, failure.reason) == ("read", "file_too_large")
+
+
+def test_video_flags_are_checked_before_anything_runs(tmp_path):
+    with pytest.raises(OptionsError) as raised:
+        run_generate([tmp_path], tmp_path / "out", "--video-fps", "0",
+                     "--max-frames-per-video", "-1", "--video-chunk-seconds", "0")
+    message = str(raised.value)
+    for flag in ("--video-fps", "--max-frames-per-video", "--video-chunk-seconds"):
+        assert flag in message
