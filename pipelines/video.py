@@ -47,6 +47,11 @@ class VideoChunk:
     duration_s: float | None
 
 
+def chunk_key(task: VideoChunk) -> tuple[int, ...]:
+    """The shuffle key of a chunk: its video's content key and its index (ints only)."""
+    return (*content_key(task.record.content_id), task.chunk.index)
+
+
 def is_video_record(record: SourceRecord) -> bool:
     return is_video_name(record.uri)
 
@@ -156,7 +161,13 @@ class DecodeVideos(beam.PTransform):
             | "SplitPlanFailures" >> SplitFailures())
         frames, decode_failures = (
             chunks
-            | "SpreadChunks" >> beam.Reshuffle()
+            # A GroupByKey on (video, chunk), not a Reshuffle: Beam's Dask runner drops
+            # Reshuffles but hashes grouped keys over its partitions, so one video's chunks
+            # reach different workers on every runner.
+            | "KeyByChunk" >> beam.Map(lambda task: (chunk_key(task), task))
+            | "SpreadChunks" >> beam.GroupByKey()
+            | "ChunkTasks" >> beam.FlatMapTuple(lambda _, tasks: sorted(
+                tasks, key=lambda task: task.record.uri))
             | "DecodeChunks" >> beam.ParDo(DecodeChunkDoFn(self.limits, self.batch_size,
                                                           self.filesystems))
             | "SplitChunkFailures" >> SplitFailures())
