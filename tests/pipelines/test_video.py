@@ -207,14 +207,17 @@ def test_a_manifest_subject_pools_across_videos_and_stills(video_folder, tmp_pat
     np.testing.assert_array_equal(identities, np.repeat(identities[:1], 4, axis=0))
 
 
-def test_videos_on_s3_give_the_rows_of_local_files(video_run, video_folder, s3_server):
+def test_videos_on_s3_through_dask_workers_give_the_rows_of_local_files(video_run, video_folder,
+                                                                        s3_server):
+    """PyAV reads the videos through the file objects of Beam's S3 filesystem, on Dask
+    workers that configure it from the run's flags; the output is on S3 too."""
     reference, _ = video_run
     url, client = s3_server
     for name in ("astronaut.mp4", "pair.mkv"):
         client.upload_file(str(video_folder / name), "faces", f"clips/{name}")
     credentials = ["--s3_endpoint_url", url, "--s3_access_key_id", "test",
                    "--s3_secret_access_key", "test", "--s3_region_name", "us-east-1"]
-    stats = run_generate(["s3://faces/clips/"], "s3://faces/out", *FLAGS, *credentials)
+    stats = run_on_local_dask(["s3://faces/clips/"], "s3://faces/out", *FLAGS, *credentials)
     assert (stats["inputs"], stats["written"], stats["failed"]) == (2, 2, 0)
     remote = [pq.read_table(io.BytesIO(client.get_object(Bucket="faces", Key=item["Key"])
                                        ["Body"].read())).to_pylist()
