@@ -24,6 +24,7 @@ from PIL import Image
 from fitting.image import ImageDecodeError, decode_image
 from inspection import overlay, report, units
 from inspection.scan import Scan, read_rows, scan_output
+from inspection.tracks import summarise_tracks
 from schemas import STAGES
 from schemas import rows as columns
 from schemas.reader import storage_for
@@ -112,7 +113,22 @@ def summary_rows(scan: Scan) -> list[tuple[str, str]]:
         ("roll (deg)", _distribution(scan.roll, "+.1f")),
         ("fit residual", _distribution(scan.residual, ".3f")),
     ])
+    rows.extend(track_rows(scan))
     return rows
+
+
+def track_rows(scan: Scan) -> list[tuple[str, str]]:
+    """Summary lines of the face tracks; none for a dataset of still images."""
+    tracks = summarise_tracks(scan.track_id, scan.frame_index, scan.expression)
+    if tracks is None:
+        return []
+    return [
+        ("video rows", f"{tracks.video_rows} from {tracks.videos} videos, "
+                       f"{tracks.tracks} face tracks"),
+        ("rows per track", _distribution(tracks.lengths, ".0f")),
+        ("expression step", _distribution(tracks.frame_change, ".3f")
+         + "  (RMS sigma, frame to frame in a track)"),
+    ]
 
 
 def format_table(rows) -> str:

@@ -28,7 +28,7 @@ from schemas.validate import FLOAT_COLUMNS, value_problems
 # Shards of schema version 1 lack ``blendshapes``; a column a shard lacks is not read.
 SCAN_COLUMNS = tuple(dict.fromkeys((
     columns.ID, columns.LABEL, columns.LANDMARKER, columns.MODEL_ID, *FLOAT_COLUMNS,
-    columns.BLENDSHAPES)))
+    columns.BLENDSHAPES, columns.TRACK_ID, columns.FRAME_INDEX)))
 # Metadata every shard of one dataset must agree on (the pipeline version may differ).
 SHARED_METADATA = ("model_id", "model_hash", "expression_std", "landmarker",
                    "landmarker_version", "schema_version", "expression_dim",
@@ -79,6 +79,9 @@ class Scan:
     label_means : LabelMeans or None   mean expression per label; None when no row has a label
     blendshape_means : LabelMeans or None   mean ``blendshapes`` weights per label over the
                                    rows that hold them; None when no labelled row does
+    track_id : (N,) object         face track of each row (None: a still image, or a shard of
+                                   a schema version before 3)
+    frame_index : (N,) int64       sampled video slot of each row (-1 where none)
     failures : pyarrow.Table       every failure row (``FAILURE_SCHEMA``)
     stats : dict or None           ``stats.json`` when present
     """
@@ -94,6 +97,8 @@ class Scan:
     residual: np.ndarray
     label_means: LabelMeans | None
     blendshape_means: LabelMeans | None
+    track_id: np.ndarray
+    frame_index: np.ndarray
     failures: pa.Table
     stats: dict | None
 
@@ -139,6 +144,8 @@ class _Collector:
         self.ids = []
         self.expression_sums = _LabelSums(EXPRESSION_DIM)
         self.blendshape_sums = _LabelSums(NUM_BLENDSHAPES)
+        self.track_ids = []
+        self.frame_index = []
 
     def add(self, batch: pa.RecordBatch) -> None:
         expression = _matrix(batch.column(columns.EXPRESSION), EXPRESSION_DIM)
@@ -147,6 +154,12 @@ class _Collector:
                              ("roll", columns.ROLL), ("residual", columns.FIT_RESIDUAL)):
             self.parts[name].append(batch.column(column).to_numpy(zero_copy_only=False))
         self.ids.append(batch.column(columns.ID))
+        names = batch.schema.names
+        self.track_ids.extend(batch.column(columns.TRACK_ID).to_pylist()
+                              if columns.TRACK_ID in names else [None] * batch.num_rows)
+        frames = (batch.column(columns.FRAME_INDEX).fill_null(-1).to_numpy()
+                  if columns.FRAME_INDEX in names else np.full(batch.num_rows, -1))
+        self.frame_index.append(np.asarray(frames, dtype=np.int64))
         labels = batch.column(columns.LABEL).to_numpy(zero_copy_only=False)
         self.expression_sums.add(labels, expression)
         if columns.BLENDSHAPES in batch.schema.names:
@@ -346,6 +359,9 @@ def scan_output(output: str, *, batch_rows: int = 4096) -> Scan:
         residual=collector.array("residual"),
         label_means=collector.expression_sums.means(),
         blendshape_means=collector.blendshape_sums.means(),
+        track_id=np.array(collector.track_ids, dtype=object),
+        frame_index=(np.concatenate(collector.frame_index) if collector.frame_index
+                     else np.zeros(0, dtype=np.int64)),
         failures=failures, stats=stats)
 
 

@@ -10,6 +10,7 @@ dataset). Inputs are counted independently where they are read, so
 from __future__ import annotations
 
 import collections
+import re
 
 import apache_beam as beam
 
@@ -23,9 +24,14 @@ OUTCOMES = (WRITTEN, FAILED, DUPLICATE, EXISTING)
 _PRIORITY = {WRITTEN: 2, FAILED: 1}
 
 
+# A face id is its input's content id, then ``-t<slot>`` for a video frame, then ``-f<k>``
+# for one face of several; content ids are hex (or ``uri-<hex>``), so neither suffix is in one.
+_FACE_SUFFIXES = re.compile(r"(-t\d+)?(-f\d+)?$")
+
+
 def image_id_of(face_id: str) -> str:
-    """The content id of the image a face id belongs to (face ids end in ``-f<k>``)."""
-    return face_id.partition("-f")[0]
+    """The content id of the input (image or video) a face or frame id belongs to."""
+    return _FACE_SUFFIXES.sub("", face_id, count=1)
 
 
 def summarise(counts: dict) -> dict:

@@ -31,6 +31,7 @@ from apache_beam.options.pipeline_options import (
 
 from fitting.image import DEFAULT_MAX_PIXELS
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
+from fitting.video import DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_VIDEO_SECONDS, DEFAULT_VIDEO_FPS
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
 from pipelines.dask_partitions import bound_flatten_partitions, uses_dask
@@ -57,8 +58,9 @@ class GenerateOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--input", nargs="+", default=None,
-                            help="folders, globs, files, archives (.tar, .tar.gz, .zip) or "
-                                 "manifests (.csv, .jsonl); local or gs://, s3://")
+                            help="folders, globs, files (images; videos .mp4 .mov .avi .mkv "
+                                 ".webm), archives (.tar, .tar.gz, .zip) or manifests (.csv, "
+                                 ".jsonl); local or gs://, s3://")
         parser.add_argument("--output", default=None, help="output folder (local or remote)")
         parser.add_argument("--model", default="open",
                             help="'open' (embedded CC0 model) or a converted model .npz")
@@ -92,6 +94,23 @@ class GenerateOptions(PipelineOptions):
                             default=DEFAULT_MAX_PIXELS, help="refuse larger images")
         parser.add_argument("--max-file-bytes", "--max_file_bytes", dest="max_file_bytes",
                             type=int, default=MAX_FILE_BYTES, help="refuse larger files")
+        parser.add_argument("--video-fps", "--video_fps", dest="video_fps", type=float,
+                            default=DEFAULT_VIDEO_FPS,
+                            help="frames sampled per second of video: the first frame of "
+                                 f"each 1/F s slot, by timestamp (default {DEFAULT_VIDEO_FPS:g})")
+        parser.add_argument("--max-frames-per-video", "--max_frames_per_video",
+                            dest="max_frames_per_video", type=int, default=0,
+                            help="sample only the first N slots of each video (0: no limit)")
+        parser.add_argument("--video-chunk-seconds", "--video_chunk_seconds",
+                            dest="video_chunk_seconds", type=float,
+                            default=DEFAULT_CHUNK_SECONDS,
+                            help="videos are decoded in chunks this long, each its own task "
+                                 f"(default {DEFAULT_CHUNK_SECONDS:g})")
+        parser.add_argument("--max-video-seconds", "--max_video_seconds",
+                            dest="max_video_seconds", type=float,
+                            default=DEFAULT_MAX_VIDEO_SECONDS,
+                            help="refuse videos declared longer than this "
+                                 f"(default {DEFAULT_MAX_VIDEO_SECONDS:g})")
         parser.add_argument("--overwrite", action="store_true",
                             help="replace the dataset an earlier run left in --output")
         parser.add_argument("--incremental", action="store_true",
@@ -132,7 +151,17 @@ def validate_options(options: GenerateOptions) -> list[str]:
         problems.append(f"--workers must be >= 1, got {options.workers}")
     if options.max_pixels < 1 or options.max_file_bytes < 1:
         problems.append("--max-pixels and --max-file-bytes must be positive")
+    if not 0 < options.video_fps <= MAX_VIDEO_FPS:
+        problems.append(f"--video-fps must be in (0, {MAX_VIDEO_FPS}], got {options.video_fps}")
+    if options.max_frames_per_video < 0:
+        problems.append(f"--max-frames-per-video must be >= 0, got "
+                        f"{options.max_frames_per_video}")
+    if not options.video_chunk_seconds > 0 or not options.max_video_seconds > 0:
+        problems.append("--video-chunk-seconds and --max-video-seconds must be positive")
     return problems
+
+
+MAX_VIDEO_FPS = 1000.0
 
 
 def available_cores() -> int:
@@ -258,7 +287,9 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
 # Flags that change what a run writes; two runs with equal values write equal datasets.
 FINGERPRINT_FLAGS = ("input", "crop_size", "jpeg_quality", "faces", "label_from_parent",
                      "subject_from_parent", "subject_pattern", "num_shards",
-                     "subject_chunk_size", "max_pixels", "max_file_bytes", "incremental")
+                     "subject_chunk_size", "max_pixels", "max_file_bytes", "incremental",
+                     "video_fps", "max_frames_per_video", "video_chunk_seconds",
+                     "max_video_seconds")
 
 
 def run_fingerprint(options: GenerateOptions, metadata: DatasetMetadata) -> str:

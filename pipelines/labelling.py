@@ -1,7 +1,8 @@
 """The labelling chain of ``expnet generate`` as composite transforms.
 
-Input items -> read -> deduplicate -> decode -> detect landmarks and crop -> fit the morphable
-model -> ``(source, PendingRow)`` per face, with failures as data at every stage
+Input items -> read -> deduplicate -> decode (images; videos as sampled frames, see
+``pipelines.video``) -> detect landmarks and crop -> link video faces into tracks -> fit the
+morphable model -> ``(source, PendingRow)`` per face, with failures as data at every stage
 (:class:`LabelFaces`). Crops and fitted rows are written in one named step each
 (``SelectAndCrop``, ``FitMorphableModel``); the shard writer reads them back.
 """
@@ -23,6 +24,13 @@ from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
 from pipelines.resources import filesystem_options, load_once, use_filesystems
 from pipelines.sources import Failure, Naming
+from pipelines.video import (
+    DecodeVideos,
+    TrackFaces,
+    VideoLimits,
+    frame_id,
+    is_video_record,
+)
 from schemas import rows as columns
 
 if TYPE_CHECKING:
@@ -33,13 +41,33 @@ FIT_BATCH_SIZE = 256
 
 @dataclasses.dataclass(frozen=True)
 class ImageMeta:
-    """An input image after deduplication, minus its pixels."""
+    """An input image (or a sampled video frame) after deduplication, minus its pixels.
+
+    A frame's ``id`` is ``<video id>-t<slot>``; ``video_id``, ``frame_index`` (the slot) and
+    ``time_s`` are None for a still image.
+    """
 
     id: str
     uri: str
     source: str
     label: str | None
     subject: str | None
+    video_id: str | None = None
+    frame_index: int | None = None
+    time_s: float | None = None
+
+
+def frame_meta(record, frame) -> ImageMeta:
+    """The ``ImageMeta`` of a ``fitting.video.SampledFrame`` of a video's record."""
+    return ImageMeta(frame_id(record.content_id, frame.sample_index), record.uri,
+                     record.source, record.label, record.subject,
+                     video_id=record.content_id, frame_index=frame.sample_index,
+                     time_s=frame.time_s)
+
+
+def _frame_images(batch: list) -> list:
+    """``[(record, SampledFrame)]`` -> ``[(ImageMeta, image)]``, what the detector takes."""
+    return [(frame_meta(record, frame), frame.image) for record, frame in batch]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -57,6 +85,12 @@ class FaceRecord:
     crop_landmarks: np.ndarray
     source_landmarks: np.ndarray
     face_box: np.ndarray
+    track_id: str | None = None
+
+
+def pool_id(face: FaceRecord) -> str | None:
+    """Whose identity a face shares: its subject when given, else its video track."""
+    return face.image.subject or face.track_id
 
 
 DETECT_BUCKETS = 64
@@ -142,7 +176,9 @@ class SelectAndCropDoFn(beam.DoFn):
                           message or "no face found")
             return
         for index, face in enumerate(faces):
-            face_id = meta.id if self.policy != "all" else f"{meta.id}-f{index}"
+            # Video faces always carry their index: ``<video id>-t<slot>-f<k>``.
+            several = self.policy == "all" or meta.frame_index is not None
+            face_id = f"{meta.id}-f{index}" if several else meta.id
             crop = expnet_crop(image, face.landmarks, crop_size=self.crop_size)
             jpeg = encode_jpeg(crop.image, quality=self.jpeg_quality)
             writing.write_crop(self.output, face_id, jpeg)
@@ -188,7 +224,7 @@ class FitDoFn(beam.DoFn):
 
     The row itself is parked beside the face's crop in ``output``'s temporary folder.
 
-    The faces share one identity when ``pooled`` (they are one subject's).
+    The faces share one identity when ``pooled`` (they are one subject's, or one track's).
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str,
@@ -215,7 +251,7 @@ class FitDoFn(beam.DoFn):
 
         pooled, faces = element
         landmarks = np.stack([face.crop_landmarks for face in faces]).astype(np.float64)
-        subject_ids = [face.image.subject for face in faces] if pooled else None
+        subject_ids = [pool_id(face) for face in faces] if pooled else None
         # Each point weighted by the inverse of the landmarker's measured noise variance, with
         # the fitter's unit priors: the MAP fit (fitting/noise.py; the profile is from
         # studies/landmark_noise.py, RESULTS.md "Landmark noise profile").
@@ -268,6 +304,9 @@ def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str)
         columns.LANDMARKER: landmarker,
         columns.MODEL_ID: model_id,
         columns.BLENDSHAPES: None if fit.blendshapes is None else _floats(fit.blendshapes[index]),
+        columns.FRAME_INDEX: face.image.frame_index,
+        columns.TIME_S: face.image.time_s,
+        columns.TRACK_ID: face.track_id,
     }
 
 
@@ -276,10 +315,12 @@ SUBJECT_GROUP, BUCKET_GROUP = 1, 0
 
 
 def fit_group(face: FaceRecord) -> tuple:
-    """The fit group of a face: its subject, or one of ``FIT_BUCKETS`` hash buckets."""
-    if face.image.subject:
+    """The fit group of a face: its subject (or video track), or one of ``FIT_BUCKETS`` hash
+    buckets."""
+    pool = pool_id(face)
+    if pool:
         # Ints, never the subject's str: those hash differently in each worker process.
-        return (SUBJECT_GROUP, *text_key(face.image.subject))
+        return (SUBJECT_GROUP, *text_key(pool))
     return (BUCKET_GROUP, int(face.id[:8], 16) % FIT_BUCKETS)
 
 
@@ -293,7 +334,8 @@ def _fit_chunks(element, *, subject_chunk_size: int):
 
 
 class FitMorphableModel(beam.PTransform):
-    """Faces -> ``(source, PendingRow)``; identity pooled per subject where subjects are known.
+    """Faces -> ``(source, PendingRow)``; identity pooled per subject where subjects are known,
+    else per video face track.
 
     Fitted rows are parked in ``output``'s temporary folder (``writing.park_row``).
 
@@ -343,18 +385,32 @@ class LabelFaces(beam.PTransform):
         survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
             self.known_ids)
         detector = DetectLandmarksDoFn(opts.landmarker, landmarker_options(opts))
+        stills = survivors | "Stills" >> beam.Filter(lambda record: not is_video_record(record))
+        videos = survivors | "Videos" >> beam.Filter(is_video_record)
         images, decode_failures = (
-            _detect_batches(survivors, batch_size=detector.batch_size)
+            _detect_batches(stills, batch_size=detector.batch_size)
             | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes,
                                                 filesystems))
             | "SplitDecodeFailures" >> SplitFailures())
-        faces, detect_failures = images | "Detect" >> DetectAndCrop(
-            detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
-            jpeg_quality=opts.jpeg_quality, filesystems=filesystems)
+        frame_batches, video_failures = videos | "Video" >> DecodeVideos(
+            video_limits(opts), batch_size=detector.batch_size, filesystems=filesystems)
+        frames = frame_batches | "FrameImages" >> beam.Map(_frame_images)
+        faces, detect_failures = ((images, frames) | "ImagesAndFrames" >> beam.Flatten()
+                                  | "Detect" >> DetectAndCrop(
+                                      detector, opts.output.rstrip("/"), policy=opts.faces,
+                                      crop_size=opts.crop_size,
+                                      jpeg_quality=opts.jpeg_quality,
+                                      filesystems=filesystems))
+        tracked = (faces
+                   | "VideoFaces" >> beam.Filter(lambda face: face.image.video_id is not None)
+                   | "Track" >> TrackFaces())
+        still_faces = faces | "StillFaces" >> beam.Filter(
+            lambda face: face.image.video_id is None)
+        faces = (still_faces, tracked) | "AllFaces" >> beam.Flatten()
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
             subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems)
-        failures = ((decode_failures, detect_failures, fit_failures)
+        failures = ((decode_failures, video_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
         return {"rows": fitted, "failures": failures, "read_failures": read_failures,
@@ -366,6 +422,13 @@ def naming(options: GenerateOptions) -> Naming:
     return Naming(label_from_parent=options.label_from_parent,
                   subject_from_parent=options.subject_from_parent,
                   subject_pattern=options.subject_pattern)
+
+
+def video_limits(options: GenerateOptions) -> VideoLimits:
+    """How videos are sampled and refused, from the ``--video-*`` and ``--max-*`` flags."""
+    return VideoLimits(fps=options.video_fps, chunk_seconds=options.video_chunk_seconds,
+                       max_frames=options.max_frames_per_video,
+                       max_seconds=options.max_video_seconds, max_pixels=options.max_pixels)
 
 
 def landmarker_options(options: GenerateOptions) -> dict:

@@ -1,4 +1,4 @@
-"""The one Arrow schema of a label row and of a failure row (schema version 2).
+"""The one Arrow schema of a label row and of a failure row (schema version 3).
 
 Writer, readers and tests import these objects; nobody spells a column name twice.
 """
@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
-# Versions whose shards readers still accept; version 1 lacks the blendshapes column.
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+# Versions whose shards readers still accept; version 1 lacks the blendshapes column, versions
+# 1 and 2 the video columns (frame_index, time_s, track_id).
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 # Label width and landmarks per row: the row contract's own constants (schemas never imports
 # fitting; tests/schemas/test_rows.py checks them against fitting.models.model's).
 EXPRESSION_DIM = 29
@@ -37,6 +38,11 @@ FIT_RESIDUAL = "fit_residual"
 LANDMARKER = "landmarker"
 MODEL_ID = "model_id"
 BLENDSHAPES = "blendshapes"
+# Video frames only (null for a still image): the slot of the --video-fps sampling grid, the
+# frame's own timestamp in seconds, and the face track (one person) the face belongs to.
+FRAME_INDEX = "frame_index"
+TIME_S = "time_s"
+TRACK_ID = "track_id"
 
 # Column names of a failure row.
 STAGE = "stage"
@@ -76,9 +82,13 @@ ROW_FIELDS = (
     # Parquet files with null fixed-size lists do not read back (pyarrow 'Expected all lists
     # to be of size=52'), so the 52 is checked by schemas.validate instead.
     pa.field(BLENDSHAPES, pa.list_(pa.float32())),
+    # New in schema version 3; null for still images.
+    pa.field(FRAME_INDEX, pa.int64()),
+    pa.field(TIME_S, pa.float64()),
+    pa.field(TRACK_ID, pa.string()),
 )
 # Columns a shard of an older readable version may lack: name -> version that added it.
-COLUMN_SINCE = {BLENDSHAPES: 2}
+COLUMN_SINCE = {BLENDSHAPES: 2, FRAME_INDEX: 3, TIME_S: 3, TRACK_ID: 3}
 
 ROW_SCHEMA = pa.schema(ROW_FIELDS)
 
@@ -126,6 +136,9 @@ HUGGINGFACE_FEATURES = {
     LANDMARKER: _value("string"),
     MODEL_ID: _value("string"),
     BLENDSHAPES: _sequence("float32"),
+    FRAME_INDEX: _value("int64"),
+    TIME_S: _value("float64"),
+    TRACK_ID: _value("string"),
 }
 
 # Column names and value of a prediction row (what `expnet predict` writes).

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from schemas import DatasetMetadata, SchemaError, schema_problems
+from schemas import ROW_SCHEMA, DatasetMetadata, SchemaError, schema_problems
 from schemas.reader import ArrowStorage, DatasetReader, storage_for
 
 FOOTER_THREADS = 16
@@ -186,8 +186,24 @@ class ShardSet:
         for shard_index in range(len(self.shards)):
             parquet = self.open(shard_index)
             try:
-                table = parquet.read(columns=list(columns))
+                table = read_columns(parquet, columns)
             finally:
                 parquet.close(force=True)
             tables.append(table.replace_schema_metadata(None))
         return pa.concat_tables(tables)
+
+
+def read_columns(parquet: pq.ParquetFile, columns: Sequence[str], *,
+                 row_group: int | None = None) -> pa.Table:
+    """Read ``columns`` (Parquet column paths, e.g. ``image.bytes``) of a shard, or of one of
+    its row groups; a column an older schema version lacks (``schemas.rows.COLUMN_SINCE``)
+    comes back as nulls of its type."""
+    names = set(parquet.schema_arrow.names)
+    present = [name for name in columns if name.split(".", 1)[0] in names]
+    table = (parquet.read(columns=present) if row_group is None
+             else parquet.read_row_group(row_group, columns=present))
+    for name in columns:
+        if name.split(".", 1)[0] not in names:
+            field = ROW_SCHEMA.field(name)
+            table = table.append_column(field, pa.nulls(table.num_rows, type=field.type))
+    return table

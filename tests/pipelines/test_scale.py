@@ -44,22 +44,6 @@ def test_dask_runner_on_a_local_cluster_gives_identical_shards(folder_run, photo
     assert dataset_bytes(tmp_path) == dataset_bytes(reference)
 
 
-@pytest.fixture
-def s3_server():
-    """A real S3-compatible server (moto) on 127.0.0.1, with an empty bucket."""
-    boto3 = pytest.importorskip("boto3", reason="the aws extra is not installed")
-    moto_server = pytest.importorskip("moto.server", reason="moto is not installed")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="test",
-                          aws_secret_access_key="test", region_name="us-east-1")
-    client.create_bucket(Bucket="faces")
-    yield url, client
-    server.stop()
-
-
 def _upload(folder: Path, client, prefix: str) -> None:
     for path in sorted(folder.rglob("*")):
         if path.is_file():
