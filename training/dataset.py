@@ -28,7 +28,7 @@ from training.batch import BatchConverter, batched_rows
 from training.decode import DECODERS, decode_image, image_to_tensor
 from training.shards import ShardSet, read_columns
 from training.split import epoch_order, piece_bounds, rank_rows, worker_ranges
-from training.tracks import read_track_columns, rows_per_track
+from training.tracks import kept_row_groups, read_track_columns, rows_per_track
 
 DEFAULT_COLUMNS = (IMAGE, EXPRESSION)
 DEFAULT_SHUFFLE_BUFFER = 1024
@@ -186,6 +186,10 @@ class ExpressionShards(_ShardDatasetBase, IterableDataset):
         dropped with ``drop_last``. ``transform`` then receives the (B, 3, H, W) batch.
         All images of a batch must have one size (shards of one run share the crop size).
         Recommended for throughput.
+    max_rows_per_track : int, optional
+        keep at most this many rows of each video face track, evenly spaced in time (see
+        :func:`training.tracks.rows_per_track`; one pass over the track columns when the
+        dataset is made); rows of still images are all kept
 
     Yields
     ------
@@ -207,7 +211,7 @@ class ExpressionShards(_ShardDatasetBase, IterableDataset):
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                  allow_mixed_models: bool = False, decode: str = "cv2",
                  return_dict: bool | None = None, filesystem=None,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, max_rows_per_track: int | None = None):
         super().__init__()
         self.columns = _check_columns(columns)
         return_dict = (columns is not None) if return_dict is None else return_dict
@@ -234,6 +238,17 @@ class ExpressionShards(_ShardDatasetBase, IterableDataset):
         self.shard_set = ShardSet(path_or_paths, filesystem=filesystem,
                                   allow_mixed_models=allow_mixed_models)
         self.row_groups = self.shard_set.row_groups()
+        # Positions of the kept rows in each row group; None keeps every row.
+        self.rows_in_group = None
+        if max_rows_per_track is not None:
+            keep = rows_per_track(*read_track_columns(self.shard_set),
+                                  per_track=max_rows_per_track)
+            self.row_groups, self.rows_in_group = kept_row_groups(self.row_groups, keep)
+
+    @property
+    def num_rows(self) -> int:
+        """Rows of one epoch over all ranks (the kept rows, with ``max_rows_per_track``)."""
+        return sum(rows for _, _, rows in self.row_groups)
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch``; call before creating each epoch's iterator.
@@ -246,7 +261,7 @@ class ExpressionShards(_ShardDatasetBase, IterableDataset):
     def __len__(self) -> int:
         """Samples this rank yields per epoch (over all its DataLoader workers)."""
         rank, world_size = _resolve_rank(self.rank, self.world_size)
-        return rank_rows(self.shard_set.num_rows, rank=rank, world_size=world_size,
+        return rank_rows(self.num_rows, rank=rank, world_size=world_size,
                          drop_last=self.drop_last)
 
     def num_batches(self, num_workers: int = 0) -> int:
@@ -282,6 +297,8 @@ class ExpressionShards(_ShardDatasetBase, IterableDataset):
                     open_index, parquet = shard_index, self.shard_set.open(shard_index)
                 table = read_columns(parquet, parquet_columns(self.columns),
                                      row_group=group_index)
+                if self.rows_in_group is not None:
+                    table = table.take(self.rows_in_group[group])
                 yield from table_rows(table.slice(start, stop - start), self.columns)
         finally:
             if parquet is not None:

@@ -69,3 +69,27 @@ def read_track_columns(shard_set) -> tuple[list, np.ndarray]:
             parquet.close(force=True)
     return track_ids, (np.concatenate(frames).astype(np.int64) if frames
                        else np.zeros(0, dtype=np.int64))
+
+
+def kept_row_groups(row_groups: list, keep: np.ndarray) -> tuple[list, list]:
+    """Row groups restricted to the rows ``keep`` (global row numbers in file order).
+
+    Parameters
+    ----------
+    row_groups : list of (shard index, row group index, rows)   in file order
+    keep : (M,) int   ascending row numbers over all the row groups
+
+    Returns
+    -------
+    groups : list of (shard index, row group index, kept rows)   groups with no row dropped
+    rows_in_group : list of (kept rows,) int64   the kept rows' positions in each group
+    """
+    groups, rows_in_group = [], []
+    start = 0
+    for shard_index, group_index, rows in row_groups:
+        inside = keep[(keep >= start) & (keep < start + rows)] - start
+        if len(inside):
+            groups.append((shard_index, group_index, len(inside)))
+            rows_in_group.append(inside.astype(np.int64))
+        start += rows
+    return groups, rows_in_group

@@ -52,3 +52,30 @@ def test_streaming_reads_the_video_columns_of_old_and_new_shards(tmp_path):
     found = [item[columns.TRACK_ID] for item in ExpressionShards(
         tmp_path, columns=[columns.ID, columns.TRACK_ID], shuffle=False)]
     assert sorted(found, key=lambda track: track is None) == ["abc-k0"] + [None] * 6
+
+
+def test_the_streaming_dataset_keeps_k_rows_per_track_across_ranks(tmp_path):
+    rows = latent_rows(250, seed=10)            # three row groups of 100, 100 and 50
+    for number, row in enumerate(rows[:230]):   # one track of 230 frames, then 20 stills
+        row.update({columns.TRACK_ID: "abc-k0", columns.FRAME_INDEX: number,
+                    columns.TIME_S: number / 5})
+    write_shard(tmp_path / "part-00000-of-00001.parquet", rows)
+    frames = {row[columns.ID]: row[columns.FRAME_INDEX] for row in rows[:230]}
+    seen = []
+    for rank in range(2):
+        shards = ExpressionShards(tmp_path, columns=[columns.ID, columns.TRACK_ID],
+                                  shuffle=False, rank=rank, world_size=2,
+                                  max_rows_per_track=5)
+        items = list(shards)
+        assert len(items) == len(shards)
+        seen.extend(items)
+    assert len(seen) == 5 + 20 == len({item[columns.ID] for item in seen})
+    kept_track = sorted(frames[item[columns.ID]] for item in seen
+                        if item[columns.TRACK_ID] == "abc-k0")
+    # The same frames the map-style dataset keeps: evenly spaced, first and last included.
+    assert kept_track == [0, 57, 114, 172, 229]
+    stills = {item[columns.ID] for item in seen if item[columns.TRACK_ID] is None}
+    assert stills == {row[columns.ID] for row in rows[230:]}
+    everything = ExpressionShardsMap(tmp_path, columns=[columns.ID], max_rows_per_track=5)
+    assert sorted(item[columns.ID] for item in everything) == sorted(
+        item[columns.ID] for item in seen)
