@@ -68,23 +68,16 @@ def _check_s3_dataset(client, prefix: str, stats: dict, reference: Path) -> None
     assert f"{prefix}/manifest.json" in keys and not any("_temporary" in key for key in keys)
 
 
-def test_s3_input_and_output(folder_run, photo_folder, s3_server):
+@pytest.mark.parametrize("runner", ["in_memory", "dask"])
+def test_s3_input_and_output(folder_run, photo_folder, s3_server, runner):
+    """On Dask, nothing is shared but the bucket: crops and rows wait under the output."""
     reference, _ = folder_run
     url, client = s3_server
     _upload(photo_folder, client, "in")
-    stats = run_generate(["s3://faces/in/"], "s3://faces/out", "--label-from-parent",
-                         *_s3_flags(url))
-    _check_s3_dataset(client, "out", stats, reference)
-
-
-def test_two_dask_workers_with_the_output_on_s3(folder_run, photo_folder, s3_server):
-    """Nothing shared but the bucket: crops and rows wait under the output, on S3."""
-    reference, _ = folder_run
-    url, client = s3_server
-    _upload(photo_folder, client, "in")
-    stats = run_on_local_dask(["s3://faces/in/"], "s3://faces/dask-out", "--label-from-parent",
-                              *_s3_flags(url))
-    _check_s3_dataset(client, "dask-out", stats, reference)
+    launch = run_on_local_dask if runner == "dask" else run_generate
+    stats = launch(["s3://faces/in/"], f"s3://faces/{runner}-out", "--label-from-parent",
+                   *_s3_flags(url))
+    _check_s3_dataset(client, f"{runner}-out", stats, reference)
 
 
 def _ids_and_labels(parquet: bytes):

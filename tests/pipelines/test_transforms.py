@@ -167,6 +167,14 @@ def _records(model, tmp_path, truth: dict, subjects: list) -> list:
     return records
 
 
+def _fit(pipeline, records: list, model, output: str):
+    """``(fitted, failures)`` of ``FitMorphableModel`` with the open model and dlib's weights."""
+    return (pipeline
+            | beam.Create(records)
+            | FitMorphableModel(output, "open", model.content_hash, "dlib",
+                                subject_chunk_size=256))
+
+
 def test_fit_morphable_model_recovers_known_expressions_and_pools_subjects(model, tmp_path):
     count = 12
     identity = np.random.default_rng(7).standard_normal((count, model.identity_dim))
@@ -176,10 +184,7 @@ def test_fit_morphable_model_recovers_known_expressions_and_pools_subjects(model
     records = _records(model, tmp_path, truth, subjects)
     output = str(tmp_path)
     with BeamTestPipeline() as pipeline:
-        fitted, failures = (pipeline
-                            | beam.Create(records)
-                            | FitMorphableModel(output, "open", model.content_hash, "dlib",
-                                                subject_chunk_size=256))
+        fitted, failures = _fit(pipeline, records, model, output)
         assert_that(failures, equal_to([]), label="no failures")
         assert_that(fitted | "Ids" >> beam.MapTuple(lambda source, pending: pending.id),
                     equal_to([record.id for record in records]), label="one row per face")
@@ -213,10 +218,7 @@ def test_write_shards_places_sorted_rows_in_named_shards(model, tmp_path):
         blendshape_names=model.blendshape_names)
     output = str(tmp_path)
     with BeamTestPipeline() as pipeline:
-        fitted, _ = (pipeline
-                     | beam.Create(records)
-                     | FitMorphableModel(output, "open", model.content_hash, "dlib",
-                                         subject_chunk_size=256))
+        fitted, _ = _fit(pipeline, records, model, output)
         entries = (fitted
                    | beam.Values()
                    | writing.WriteShards(output, metadata, num_shards=3))
