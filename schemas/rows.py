@@ -1,4 +1,4 @@
-"""The one Arrow schema of a label row and of a failure row (schema version 2).
+"""The one Arrow schema of a label row and of a failure row (schema version 3).
 
 Writer, readers and tests import these objects; nobody spells a column name twice.
 """
@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
-# Versions whose shards readers still accept; version 1 lacks the blendshapes column.
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+# Versions whose shards readers still accept; version 1 lacks the blendshapes column,
+# versions 1 and 2 the face_descriptor column.
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 EXPRESSION_DIM = 29
 # Landmarks per row; the row contract's own constant (schemas never imports fitting; a test
 # checks it matches fitting.models.model.NUM_LANDMARKS).
 NUM_LANDMARKS = 68
 NUM_BLENDSHAPES = 52         # ARKit-style named units; names in the dataset metadata
+FACE_DESCRIPTOR_DIM = 128    # dlib ResNet face identity descriptor
 
 # Column names of a label row.
 ID = "id"
@@ -37,6 +39,7 @@ FIT_RESIDUAL = "fit_residual"
 LANDMARKER = "landmarker"
 MODEL_ID = "model_id"
 BLENDSHAPES = "blendshapes"
+FACE_DESCRIPTOR = "face_descriptor"
 
 # Column names of a failure row.
 STAGE = "stage"
@@ -76,9 +79,14 @@ ROW_FIELDS = (
     # Parquet files with null fixed-size lists do not read back (pyarrow 'Expected all lists
     # to be of size=52'), so the 52 is checked by schemas.validate instead.
     pa.field(BLENDSHAPES, pa.list_(pa.float32())),
+    # Who the face is (dlib's 128-D ResNet descriptor; faces of one person lie within about
+    # 0.6 of each other). Null unless the run computed descriptors (--face-descriptors or
+    # --subject-from-faces); variable-length for the reason given for blendshapes. New in
+    # schema version 3.
+    pa.field(FACE_DESCRIPTOR, pa.list_(pa.float32())),
 )
 # Columns a shard of an older readable version may lack: name -> version that added it.
-COLUMN_SINCE = {BLENDSHAPES: 2}
+COLUMN_SINCE = {BLENDSHAPES: 2, FACE_DESCRIPTOR: 3}
 
 ROW_SCHEMA = pa.schema(ROW_FIELDS)
 
@@ -126,6 +134,7 @@ HUGGINGFACE_FEATURES = {
     LANDMARKER: _value("string"),
     MODEL_ID: _value("string"),
     BLENDSHAPES: _sequence("float32"),
+    FACE_DESCRIPTOR: _sequence("float32"),
 }
 
 # Column names and value of a prediction row (what `expnet predict` writes).

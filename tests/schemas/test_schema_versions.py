@@ -40,7 +40,7 @@ def test_version_1_shards_pass_the_validators_and_train(tmp_path):
 
 
 def test_current_version_requires_the_column_and_checks_its_range(tmp_path):
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     metadata = dataclasses.replace(synthetic_metadata(schema_version=2),
                                    blendshape_names=NAMES)
     assert DatasetMetadata.from_arrow(metadata.to_arrow()).blendshape_names == NAMES
@@ -55,8 +55,8 @@ def test_current_version_requires_the_column_and_checks_its_range(tmp_path):
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA.with_metadata(metadata.to_arrow()))
     assert table_problems(table) == ["column 'blendshapes' has weights outside [0, 1]"]
     assert schema_problems(lacking.with_metadata(
-        dataclasses.replace(metadata, schema_version=3).to_arrow()))[0].startswith(
-        "schema version 3")
+        dataclasses.replace(metadata, schema_version=4).to_arrow()))[0].startswith(
+        "schema version 4")
 
 
 def test_null_and_full_blendshape_rows_read_back_from_parquet(tmp_path):
