@@ -16,9 +16,11 @@ import apache_beam as beam
 import numpy as np
 
 from fitting.crop import encode_jpeg, expnet_crop
+from fitting.identity_clusters import ClusterSettings
 from fitting.image import ImageDecodeError, decode_image
 from fitting.landmarks import select_faces
 from pipelines import writing
+from pipelines.identity import SubjectsFromFaces, is_automatic
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, content_key, is_failure
@@ -47,7 +49,8 @@ class ImageMeta:
 class FaceRecord:
     """One face, cropped, waiting for its fit.
 
-    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float32, ``face_box`` (4,). The
+    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float32, ``face_box`` (4,),
+    ``descriptor`` the (128,) float32 identity descriptor or None when not computed. The
     crop's JPEG waits in the run's temporary folder (``writing.crop_name``): shuffles carry
     only these small records, which keeps memory flat in the size of the collection.
     """
@@ -58,6 +61,7 @@ class FaceRecord:
     crop_landmarks: np.ndarray
     source_landmarks: np.ndarray
     face_box: np.ndarray
+    descriptor: np.ndarray | None = None
 
 
 DETECT_BUCKETS = 64
@@ -116,13 +120,32 @@ class DecodeDoFn(beam.DoFn):
 
 @beam.typehints.with_output_types(Any)
 class SelectAndCropDoFn(beam.DoFn):
-    """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
+    """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure.
 
-    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int):
+    With ``describe``, each face also gets its identity descriptor, computed here where the
+    source pixels still are.
+    """
+
+    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int,
+                 describe: bool = False):
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.describe = describe
+        self.descriptor = None
+
+    def setup(self):
+        if self.describe:
+            from fitting.landmarks.descriptor import FaceDescriptor
+
+            self.descriptor = load_once(("face_descriptor",),
+                                        lambda: FaceDescriptor().load())
+
+    def _describe(self, image, face) -> np.ndarray | None:
+        if self.descriptor is None:
+            return None
+        return self.descriptor.describe(image, face.landmarks, face.box).astype(np.float32)
 
     def process(self, element):
         meta, image, found = element
@@ -143,7 +166,7 @@ class SelectAndCropDoFn(beam.DoFn):
                 # float32, as stored: the fit sees exactly the landmarks a reader gets.
                 crop_landmarks=crop.landmarks.astype(np.float32),
                 source_landmarks=face.landmarks.astype(np.float32),
-                face_box=face.box)
+                face_box=face.box, descriptor=self._describe(image, face))
 
 
 class DetectAndCrop(beam.PTransform):
@@ -153,20 +176,21 @@ class DetectAndCrop(beam.PTransform):
     """
 
     def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
-                 crop_size: int, jpeg_quality: int):
+                 crop_size: int, jpeg_quality: int, describe: bool = False):
         super().__init__()
         self.detector = detector
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.describe = describe
 
     def expand(self, images):
         return (images
                 | "DetectLandmarks" >> beam.ParDo(self.detector)
                 | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
                     self.output, policy=self.policy, crop_size=self.crop_size,
-                    jpeg_quality=self.jpeg_quality))
+                    jpeg_quality=self.jpeg_quality, describe=self.describe))
                 | "SplitDetectFailures" >> SplitFailures())
 
 
@@ -176,14 +200,19 @@ class FitDoFn(beam.DoFn):
 
     The row itself is parked beside the face's crop in ``output``'s temporary folder.
 
-    The faces share one identity when ``pooled`` (they are one subject's).
+    The faces share one identity when ``pooled`` (they are one subject's). A pooled group of
+    ``auto:`` subjects, or of given subjects with ``check_subjects``, is checked against the
+    fit (:func:`fitting.identity_check.fit_with_identity_check`): faces the shared identity
+    does not fit are fitted alone, and an ``auto:`` subject is taken off such faces' rows.
     """
 
-    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str):
+    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
+                 check_subjects: bool = False):
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
+        self.check_subjects = check_subjects
         self.model = None
 
     def setup(self):
@@ -204,8 +233,11 @@ class FitDoFn(beam.DoFn):
         # Each point weighted by the inverse of the landmarker's measured noise variance, with
         # the fitter's unit priors: the MAP fit (fitting/noise.py).
         weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
-        fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
-                            landmark_weights=weights)
+        if pooled and self._checked(faces):
+            fit, faces = self._fit_checked(landmarks, subject_ids, weights, faces)
+        else:
+            fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
+                                landmark_weights=weights)
         for index, face in enumerate(faces):
             if fit.failure[index] is not None:
                 yield Failure(face.id, face.image.uri, face.image.source, "fit",
@@ -216,6 +248,23 @@ class FitDoFn(beam.DoFn):
             row = to_row(face, fit, index, landmarker=self.landmarker,
                          model_id=self.model.model_id)
             yield face.image.source, writing.park_row(self.output, row, face.crop_bytes)
+
+    def _checked(self, faces) -> bool:
+        return self.check_subjects or is_automatic(faces[0].image.subject)
+
+    def _fit_checked(self, landmarks, subject_ids, weights, faces):
+        """The checked fit, and the faces with ``auto:`` subjects taken off faces left alone."""
+        from fitting.identity_check import fit_with_identity_check
+
+        checked = fit_with_identity_check(self.model, landmarks, subject_ids=subject_ids,
+                                          landmark_weights=weights)
+        alone = int(np.sum(~checked.pooled))
+        beam.metrics.Metrics.counter("expnet_identity", "check_fitted_alone").inc(alone)
+        faces = [face if pooled or not is_automatic(face.image.subject)
+                 else dataclasses.replace(face, image=dataclasses.replace(face.image,
+                                                                          subject=None))
+                 for face, pooled in zip(faces, checked.pooled)]
+        return checked.fit, faces
 
 
 def _floats(values) -> np.ndarray:
@@ -249,6 +298,7 @@ def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str)
         columns.LANDMARKER: landmarker,
         columns.MODEL_ID: model_id,
         columns.BLENDSHAPES: None if fit.blendshapes is None else _floats(fit.blendshapes[index]),
+        columns.FACE_DESCRIPTOR: None if face.descriptor is None else _floats(face.descriptor),
     }
 
 
@@ -287,13 +337,14 @@ class FitMorphableModel(beam.PTransform):
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
-                 subject_chunk_size: int):
+                 subject_chunk_size: int, check_subjects: bool = False):
         super().__init__()
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
         self.subject_chunk_size = subject_chunk_size
+        self.check_subjects = check_subjects
 
     def expand(self, faces):
         return (faces
@@ -301,8 +352,9 @@ class FitMorphableModel(beam.PTransform):
                 | "GroupForFit" >> beam.GroupByKey()
                 | "ChunkGroups" >> beam.FlatMap(_fit_chunks,
                                                 subject_chunk_size=self.subject_chunk_size)
-                | "FitMorphableModel" >> beam.ParDo(FitDoFn(self.output, self.model_spec,
-                                                            self.model_hash, self.landmarker))
+                | "FitMorphableModel" >> beam.ParDo(FitDoFn(
+                    self.output, self.model_spec, self.model_hash, self.landmarker,
+                    check_subjects=self.check_subjects))
                 | "SplitFitFailures" >> SplitFailures())
 
 
@@ -328,10 +380,13 @@ class LabelFaces(beam.PTransform):
             | "SplitDecodeFailures" >> SplitFailures())
         faces, detect_failures = images | "Detect" >> DetectAndCrop(
             detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
-            jpeg_quality=opts.jpeg_quality)
+            jpeg_quality=opts.jpeg_quality, describe=describes_faces(opts))
+        if opts.subject_from_faces:
+            faces = faces | "SubjectsFromFaces" >> SubjectsFromFaces(
+                cluster_settings(opts), bucket_bits=opts.identity_bucket_bits)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
-            subject_chunk_size=opts.subject_chunk_size)
+            subject_chunk_size=opts.subject_chunk_size, check_subjects=opts.check_subjects)
         failures = ((decode_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
@@ -344,6 +399,17 @@ def naming(options: GenerateOptions) -> Naming:
     return Naming(label_from_parent=options.label_from_parent,
                   subject_from_parent=options.subject_from_parent,
                   subject_pattern=options.subject_pattern)
+
+
+def describes_faces(options: GenerateOptions) -> bool:
+    """Whether faces get identity descriptors: asked for, or needed for pseudo-subjects."""
+    return options.face_descriptors or options.subject_from_faces
+
+
+def cluster_settings(options: GenerateOptions) -> ClusterSettings:
+    return ClusterSettings(threshold=options.identity_threshold,
+                           max_diameter=options.identity_max_diameter,
+                           max_cluster_size=options.identity_max_cluster)
 
 
 def landmarker_options(options: GenerateOptions) -> dict:
