@@ -4,8 +4,8 @@ The images of one person share one face shape, so fitting them with one identity
 each image little: its landmarks were explained by its own identity and can be explained,
 almost as well, by the shared one. A face of somebody else, pooled by mistake, cannot: its
 residual rises. :func:`fit_with_identity_check` fits every face alone and every group pooled,
-takes faces whose residual rises by more than ``max_face_increase`` (inter-ocular units, like
-``FitBatch.residual``) out of their group, refits the rest, and after ``rounds`` rounds
+takes the face whose residual rose most, if by more than ``max_face_increase`` (inter-ocular
+units, like ``FitBatch.residual``), out of its group, refits the rest, and after ``rounds`` rounds
 rejects a group that still disagrees, or whose faces rise by more than ``max_mean_increase``
 on average: its faces keep identities of their own.
 """
@@ -57,7 +57,7 @@ def fit_with_identity_check(
     landmark_weights: np.ndarray | None = None,
     max_face_increase: float = MAX_FACE_INCREASE,
     max_mean_increase: float = MAX_MEAN_INCREASE,
-    rounds: int = 2,
+    rounds: int = 3,
 ) -> CheckedFit:
     """Fit with identities pooled by ``subject_ids`` where the fit agrees with the pooling.
 
@@ -67,8 +67,9 @@ def fit_with_identity_check(
     landmarks_2d : (B, 68, 2) float     as :func:`fitting.fitter.fit_landmarks`
     subject_ids : (B,) hashables or None   None: the face is fitted alone
     landmark_weights : (B, 68) float, optional
-    max_face_increase : float > 0   largest rise of one face's residual in its group; a face
-                                    above it leaves the group (in all but the last round)
+    max_face_increase : float > 0   largest rise of one face's residual in its group; in all
+                                    but the last round the face that rose most of those above
+                                    it leaves its group
     max_mean_increase : float > 0   largest mean rise over a group's faces
     rounds : int >= 1               pooled fits; after the last, a group with a face above
                                     ``max_face_increase`` or a mean above
@@ -96,7 +97,10 @@ def fit_with_identity_check(
             first_increase = increase
         leaving = (groups >= 0) & (increase > max_face_increase)
         if round_number < rounds - 1 and leaving.any():
-            groups = _drop_small(np.where(leaving, -1, groups))
+            # Only the worst face of each group leaves: a stranger raises its group-mates'
+            # residuals too, which fall back once it is gone.
+            groups = _drop_small(np.where(_worst_of_each_group(groups, increase, leaving), -1,
+                                          groups))
             continue
         rejected = _rejected_groups(groups, increase, leaving, max_mean_increase)
         if not rejected.size:
@@ -107,6 +111,16 @@ def fit_with_identity_check(
     final = fit_landmarks(model, landmarks, subject_ids=_fit_ids(groups),
                           landmark_weights=landmark_weights)
     return CheckedFit(final, groups >= 0, first_increase)
+
+
+def _worst_of_each_group(groups: np.ndarray, increase: np.ndarray,
+                         leaving: np.ndarray) -> np.ndarray:
+    """(B,) bool: in each group with faces over the limit, the face that rose most."""
+    worst = np.zeros(len(groups), dtype=bool)
+    for value in np.unique(groups[leaving]):
+        members = np.flatnonzero(groups == value)
+        worst[members[np.argmax(increase[members])]] = True
+    return worst
 
 
 def _rejected_groups(groups: np.ndarray, increase: np.ndarray, leaving: np.ndarray,
