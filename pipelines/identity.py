@@ -86,8 +86,9 @@ class SubjectsFromFaces(beam.PTransform):
         self.bucket_bits = bucket_bits
 
     def expand(self, faces):
-        unknown, known = faces | "SplitBySubject" >> beam.Partition(
-            lambda face, _: 0 if _needs_subject(face) else 1, 2)
+        # Two filters, not a Partition: Beam's Dask runner mixes multiple outputs.
+        unknown = faces | "WithoutSubject" >> beam.Filter(_needs_subject)
+        known = faces | "WithSubject" >> beam.Filter(lambda face: not _needs_subject(face))
         assigned = (unknown
                     | "KeyByIdentityBlock" >> beam.Map(
                         lambda face, bits: (identity_block(face, bits), face),

@@ -17,6 +17,7 @@ from pipelines.identity import AUTO_PREFIX
 from schemas import rows as columns
 from tests.pipelines.conftest import EXAMPLES, run_generate
 from tests.pipelines.test_reliability import dataset_bytes
+from tests.pipelines.test_scale import run_on_local_dask
 
 # The real photos of one person, and two people with one photo each (public domain,
 # examples/faces/PROVENANCE.md).
@@ -93,6 +94,15 @@ def test_reruns_and_two_workers_write_the_same_bytes(people_folder, people_run, 
     assert dataset_bytes(tmp_path / "again") == dataset_bytes(reference)
     run_generate([folder], tmp_path / "two", "--subject-from-faces", "--workers", "2")
     assert dataset_bytes(tmp_path / "two") == dataset_bytes(reference)
+
+
+def test_the_dask_runner_writes_the_same_bytes(people_folder, people_run, tmp_path):
+    folder, _ = people_folder
+    reference, _ = people_run
+    stats = run_on_local_dask([folder], tmp_path, "--subject-from-faces",
+                              "--dask_partition_size", "2")
+    assert stats["invariant"]["holds"]
+    assert dataset_bytes(tmp_path) == dataset_bytes(reference)
 
 
 def test_without_the_option_no_subject_and_no_descriptor_is_written(people_folder, tmp_path):
