@@ -143,9 +143,16 @@ class SelectAndCropDoFn(beam.DoFn):
                                         lambda: FaceDescriptor().load())
 
     def _describe(self, image, face) -> np.ndarray | None:
+        """The face's descriptor; None when off, or when the network refuses the face (the
+        face then keeps its identity per image: no evidence, no pooling)."""
         if self.descriptor is None:
             return None
-        return self.descriptor.describe(image, face.landmarks, face.box).astype(np.float32)
+        try:
+            values = self.descriptor.describe(image, face.landmarks, face.box)
+        except (ValueError, RuntimeError):
+            beam.metrics.Metrics.counter("expnet_identity", "descriptor_failed").inc()
+            return None
+        return values.astype(np.float32)
 
     def process(self, element):
         meta, image, found = element
