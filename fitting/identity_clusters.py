@@ -6,8 +6,9 @@ nearest) and shorter than ``threshold``. Edges are taken shortest first, as in s
 but a merge happens only when the joined cluster keeps every pair of members within
 ``max_diameter`` (complete linkage), stays at most ``max_cluster_size`` faces, and holds no two
 faces of one image (``exclusive``). A chain of look-alikes therefore stops growing where its
-ends stop looking alike, and weak evidence leaves a face alone: a singleton, which the caller
-fits with an identity of its own.
+ends stop looking alike. Last, a cluster is kept only if it stands out: its nearest outsider
+at least ``min_separation`` times its diameter away. Weak evidence leaves a face alone: a
+singleton, which the caller fits with an identity of its own.
 
 The neighbours come from an exact search for blocks up to ``exact_up_to`` faces and from
 faiss's HNSW graph above that (no O(n^2) over a large block). Results are deterministic: faces
@@ -42,6 +43,12 @@ class ClusterSettings:
     max_diameter : float     longest distance allowed between any two members of a cluster
     neighbours : int         k of the k-nearest-neighbour graph
     max_cluster_size : int   most faces in one cluster
+    min_separation : float   a cluster is kept only if its nearest outsider is at least this
+                             many times its diameter away: in a crowd where everybody is
+                             near everybody (look-alikes, a descriptor that fails on the
+                             faces) no cluster stands out, and none is kept. 1.2 keeps
+                             the bundled photos' clusters (1.85) and leaves 40 renders of
+                             different people unclustered (benchmarks/RESULTS.md)
     exact_up_to : int        blocks up to this many faces use an exact search, larger ones
                              faiss's HNSW graph
     """
@@ -50,6 +57,7 @@ class ClusterSettings:
     max_diameter: float = 0.5
     neighbours: int = 8
     max_cluster_size: int = 64
+    min_separation: float = 1.2
     exact_up_to: int = 4096
 
     def __post_init__(self):
@@ -58,6 +66,8 @@ class ClusterSettings:
                              f"{self.threshold} and {self.max_diameter}")
         if self.neighbours < 1 or self.max_cluster_size < 2 or self.exact_up_to < 1:
             raise ValueError("need neighbours >= 1, max_cluster_size >= 2, exact_up_to >= 1")
+        if self.min_separation < 0:
+            raise ValueError(f"need min_separation >= 0, got {self.min_separation}")
 
 
 def cluster_id(member_ids: Sequence[str]) -> str:
@@ -183,16 +193,19 @@ def cluster_descriptors(ids: Sequence[str], descriptors: np.ndarray, *,
     points = points[order]
     sorted_ids = [ids[index] for index in order]
     groups = None if exclusive is None else [exclusive[index] for index in order]
-    members = _link(points, _mutual_edges(points, settings), groups, settings)
+    indices, distances = nearest_neighbours(points, settings.neighbours,
+                                            exact_up_to=settings.exact_up_to)
+    members = _link(points, _mutual_edges(indices, distances, settings), groups, settings)
     clusters = [tuple(sorted_ids[index] for index in sorted(group))
-                for group in members if len(group) > 1]
+                for group in members
+                if len(group) > 1 and _stands_out(points, group, indices, distances,
+                                                  settings.min_separation)]
     return sorted(clusters)
 
 
-def _mutual_edges(points: np.ndarray, settings: ClusterSettings) -> list[tuple]:
+def _mutual_edges(indices: np.ndarray, distances: np.ndarray,
+                  settings: ClusterSettings) -> list[tuple]:
     """``(distance, i, j)`` with ``i < j`` mutual neighbours closer than the threshold."""
-    indices, distances = nearest_neighbours(points, settings.neighbours,
-                                            exact_up_to=settings.exact_up_to)
     neighbours = [set(row.tolist()) for row in indices]
     edges = []
     for i, (row, row_distances) in enumerate(zip(indices, distances)):
@@ -200,6 +213,29 @@ def _mutual_edges(points: np.ndarray, settings: ClusterSettings) -> list[tuple]:
             if i < j and i in neighbours[j] and distance < settings.threshold:
                 edges.append((distance, i, j))
     return sorted(edges)
+
+
+def _stands_out(points: np.ndarray, group: list, indices: np.ndarray, distances: np.ndarray,
+                min_separation: float) -> bool:
+    """Whether the nearest face outside ``group`` is ``min_separation`` diameters away.
+
+    The outsider is looked for in the members' neighbour lists; a member whose list holds
+    only members counts its farthest neighbour instead, a lower bound of its nearest
+    outsider, so a doubt keeps a cluster out rather than in. A block with no outsider at all
+    (its lists hold every face) leaves the cluster to the other rules.
+    """
+    inside = set(group)
+    whole_block = indices.shape[1] == len(points) - 1
+    separation = np.inf
+    for member in group:
+        outside = [distance for index, distance in zip(indices[member], distances[member])
+                   if index not in inside]
+        if outside:
+            separation = min(separation, outside[0])
+        elif not whole_block:
+            separation = min(separation, distances[member][-1])
+    diameter = np.linalg.norm(points[group][:, None] - points[group][None], axis=2).max()
+    return bool(separation >= min_separation * diameter)
 
 
 def _link(points: np.ndarray, edges: list[tuple], groups: list | None,

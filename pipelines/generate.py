@@ -113,6 +113,11 @@ class GenerateOptions(PipelineOptions):
                             dest="identity_max_cluster", type=int,
                             default=ClusterSettings.max_cluster_size,
                             help="most faces in one automatic subject")
+        parser.add_argument("--identity-min-separation", "--identity_min_separation",
+                            dest="identity_min_separation", type=float,
+                            default=ClusterSettings.min_separation,
+                            help="keep a cluster only if its nearest other face is this many "
+                                 "cluster diameters away (0 turns the rule off)")
         parser.add_argument("--identity-bucket-bits", "--identity_bucket_bits",
                             dest="identity_bucket_bits", type=int, default=0,
                             help="split each folder into 2**N descriptor buckets clustered "
@@ -163,6 +168,9 @@ def validate_options(options: GenerateOptions) -> list[str]:
     if not 0 < options.identity_threshold <= options.identity_max_diameter:
         problems.append("need 0 < --identity-threshold <= --identity-max-diameter, got "
                         f"{options.identity_threshold} and {options.identity_max_diameter}")
+    if options.identity_min_separation < 0:
+        problems.append(f"--identity-min-separation must be >= 0, got "
+                        f"{options.identity_min_separation}")
     if options.identity_max_cluster < 2:
         problems.append(f"--identity-max-cluster must be >= 2, got "
                         f"{options.identity_max_cluster}")
@@ -293,7 +301,7 @@ FINGERPRINT_FLAGS = ("input", "crop_size", "jpeg_quality", "faces", "label_from_
                      "subject_chunk_size", "max_pixels", "max_file_bytes", "incremental",
                      "subject_from_faces", "check_subjects", "face_descriptors",
                      "identity_threshold", "identity_max_diameter", "identity_max_cluster",
-                     "identity_bucket_bits")
+                     "identity_min_separation", "identity_bucket_bits")
 
 
 def run_fingerprint(options: GenerateOptions, metadata: DatasetMetadata) -> str:

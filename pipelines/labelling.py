@@ -416,7 +416,8 @@ def describes_faces(options: GenerateOptions) -> bool:
 def cluster_settings(options: GenerateOptions) -> ClusterSettings:
     return ClusterSettings(threshold=options.identity_threshold,
                            max_diameter=options.identity_max_diameter,
-                           max_cluster_size=options.identity_max_cluster)
+                           max_cluster_size=options.identity_max_cluster,
+                           min_separation=options.identity_min_separation)
 
 
 def landmarker_options(options: GenerateOptions) -> dict:

@@ -65,8 +65,10 @@ def test_same_faces_in_any_order_give_the_same_clusters():
 
 def test_cluster_size_is_capped():
     ids, descriptors, _ = _people(1, 30, spread=0.01, seed=3)
+    # No separation rule: parts of one person never stand out from each other.
     clusters = cluster_descriptors(ids, descriptors,
-                                   settings=ClusterSettings(max_cluster_size=8))
+                                   settings=ClusterSettings(max_cluster_size=8,
+                                                            min_separation=0.0))
     assert clusters and max(len(members) for members in clusters) == 8
     assert len({member for members in clusters for member in members}) == sum(
         len(members) for members in clusters)
@@ -89,7 +91,7 @@ def test_a_chain_of_look_alikes_is_cut_by_the_diameter():
     line = np.zeros((10, 128))
     line[:, 0] = 0.3 * np.arange(10)
     ids = [f"f{index}" for index in range(10)]
-    clusters = cluster_descriptors(ids, line)
+    clusters = cluster_descriptors(ids, line, settings=ClusterSettings(min_separation=0.0))
     assert clusters
     for members in clusters:
         positions = line[[ids.index(member) for member in members], 0]
@@ -99,7 +101,8 @@ def test_a_chain_of_look_alikes_is_cut_by_the_diameter():
 def test_faces_of_one_image_never_share_a_cluster():
     ids, descriptors, _ = _people(1, 4, spread=0.01, seed=4)
     images = ["image-1", "image-1", "image-2", "image-3"]
-    clusters = cluster_descriptors(ids, descriptors, exclusive=images)
+    clusters = cluster_descriptors(ids, descriptors, exclusive=images,
+                                   settings=ClusterSettings(min_separation=0.0))
     assert clusters
     for members in clusters:
         owners = [images[ids.index(member)] for member in members]
@@ -107,14 +110,27 @@ def test_faces_of_one_image_never_share_a_cluster():
     assert not any({ids[0], ids[1]} <= set(members) for members in clusters)
 
 
-def test_look_alikes_within_the_threshold_of_everyone_are_not_one_cluster():
-    # 40 people whose images all lie within about 0.35 of each other: a crowd dlib would call
-    # one person. The cap and the diameter keep it from becoming one subject.
-    ids, descriptors, _ = _people(40, 4, spread=0.0, seed=5)
-    descriptors = 0.12 * descriptors
-    clusters = cluster_descriptors(ids, descriptors)
-    assert max((len(members) for members in clusters), default=0) <= 64
-    assert len(clusters) > 1
+def test_a_crowd_of_look_alikes_gets_no_cluster():
+    # 100 people, one image each, all within about 0.35 of each other: a crowd dlib would call
+    # one person. Without the separation rule the cap and the diameter still keep it from
+    # becoming one subject; with it, no cluster stands out and every face stays alone.
+    ids, descriptors, _ = _people(100, 1, spread=0.0, seed=5)
+    descriptors = 0.25 * descriptors
+    loose = cluster_descriptors(ids, descriptors, settings=ClusterSettings(min_separation=0.0))
+    assert loose and len(loose) > 1
+    assert max(len(members) for members in loose) <= 64
+    assert cluster_descriptors(ids, descriptors) == []
+
+
+def test_a_pair_stands_out_only_when_its_nearest_outsider_is_far():
+    pair = np.zeros((2, 128))
+    pair[1, 0] = 0.36
+    near, far = np.zeros((1, 128)), np.zeros((1, 128))
+    near[0, :2] = 0.18, 0.38           # 0.42 from both: no edge, but 1.17 diameters away
+    far[0, :2] = 0.18, 0.8             # 0.82: 2.3 diameters
+    ids = ["p1", "p2", "x"]
+    assert cluster_descriptors(ids, np.concatenate([pair, near])) == []
+    assert cluster_descriptors(ids, np.concatenate([pair, far])) == [("p1", "p2")]
 
 
 def test_hnsw_search_agrees_with_exact_search_on_separated_data():
@@ -158,3 +174,5 @@ def test_bad_settings_raise():
         ClusterSettings(threshold=0.6, max_diameter=0.5)
     with pytest.raises(ValueError, match="max_cluster_size"):
         ClusterSettings(max_cluster_size=1)
+    with pytest.raises(ValueError, match="min_separation"):
+        ClusterSettings(min_separation=-1.0)
