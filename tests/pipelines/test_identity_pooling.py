@@ -115,6 +115,17 @@ def test_without_the_option_no_subject_and_no_descriptor_is_written(people_folde
     assert len(identities) == len(rows)            # one identity per image
 
 
+def test_face_descriptors_alone_store_descriptors_and_pool_nothing(people_folder, people_run,
+                                                                   tmp_path):
+    folder, _ = people_folder
+    run_generate([folder], tmp_path, "--face-descriptors")
+    rows, pooled_rows = _rows(tmp_path), _rows(people_run[0])
+    assert all(row[columns.SUBJECT] is None for row in rows.values())
+    # The same descriptors as the clustering run computed, face by face.
+    assert all(row[columns.FACE_DESCRIPTOR] == pooled_rows[name][columns.FACE_DESCRIPTOR]
+               for name, row in rows.items())
+
+
 def test_check_subjects_takes_faces_of_another_shape_out_of_a_subject(people_folder,
                                                                      tmp_path):
     """A manifest's subject holds one person's photos and two faces of shapes no one of them

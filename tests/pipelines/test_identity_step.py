@@ -50,3 +50,19 @@ def test_faces_get_auto_subjects_per_folder_and_given_ones_stay():
                     | SubjectsFromFaces(ClusterSettings())
                     | beam.Map(lambda face: (face.id, face.image.subject)))
         assert_that(subjects, equal_to(expected), label="SubjectsByFace")
+
+
+def test_identity_flags_are_validated_before_anything_runs():
+    from pipelines.generate import GenerateOptions, validate_options
+
+    def problems(*flags):
+        return validate_options(GenerateOptions(["--input", "x", "--output", "y", *flags]))
+
+    assert problems("--subject-from-faces") == []
+    assert problems("--identity-threshold", "0.7") == [
+        "need 0 < --identity-threshold <= --identity-max-diameter, got 0.7 and 0.5"]
+    assert problems("--identity-max-cluster", "1") == ["--identity-max-cluster must be >= 2, got 1"]
+    assert problems("--identity-min-separation", "-1") == [
+        "--identity-min-separation must be >= 0, got -1.0"]
+    assert problems("--identity-bucket-bits", "17") == [
+        "--identity-bucket-bits must be in 0..16, got 17"]
