@@ -141,8 +141,8 @@ def test_metadata_and_expression_std_are_exposed(latent_shards):
 
 def test_unknown_schema_version_is_refused(tmp_path):
     write_shard(tmp_path / "part-00000-of-00001.parquet", latent_rows(3, seed=0),
-                metadata=synthetic_metadata(schema_version=3))
-    with pytest.raises(SchemaError, match="schema version 3"):
+                metadata=synthetic_metadata(schema_version=4))
+    with pytest.raises(SchemaError, match="schema version 4"):
         ExpressionShards(tmp_path)
 
 
