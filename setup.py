@@ -30,6 +30,9 @@ CORE = [
     "faiss-cpu>=1.8",
     "h5py>=3.9",
     "matplotlib>=3.8",
+    # Video inputs: PyAV's wheels bundle FFmpeg, and it reads the file objects of any Beam
+    # filesystem (OpenCV's VideoCapture needs a local path).
+    "av>=14.0",
 ]
 
 TORCH = "torch>=2.2"

@@ -1,8 +1,6 @@
-"""Cost of the blendshape weights against the fit they come from, per face.
+"""python -m benchmarks.blendshape_cost [--faces 1024] [--batch 256]: blendshape cost vs fit.
 
-Run::
-
-    .venv/bin/python -m benchmarks.blendshape_cost [--faces 1024] [--batch 256]
+Cost of the blendshape weights against the fit they come from, per face.
 
 Threads are pinned to 1 before numpy loads. Landmarks of ``--faces`` faces (identity and
 expression ~ N(0, 1), the poses of ``benchmarks/fit_speed.py``, 1 px noise) are fitted with

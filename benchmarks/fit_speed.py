@@ -1,9 +1,7 @@
-"""Fits per second of ``fit_landmarks`` on one core, against eos, on the same landmarks.
+"""python -m benchmarks.fit_speed [--model open|synthetic] [--eos-faces 256]: fits/s vs eos.
 
-Run::
-
-    .venv/bin/python -m benchmarks.fit_speed [--model open|synthetic] [--eos-faces 256]
-        [--fill-vertices 84]
+Fits per second of ``fit_landmarks`` on one core, against eos, on the same landmarks
+(``--fill-vertices 84`` sets how many vertices besides the landmarks each fit projects).
 
 Threads are pinned to 1 before numpy loads. Landmarks come from ``fitting.fitter.project``
 (fixed landmark vertices; identity and expression ~ N(0, 1); yaw +-60, pitch +-15, roll +-10

@@ -1,12 +1,11 @@
-"""Images per second of each landmark backend on one CPU core, split into detection and landmarks.
+"""python -m benchmarks.landmarks [--repeats 3] [--fan-batch 8]: landmarker images/s.
 
+Images per second of each landmark backend on one CPU core, split into detection and landmarks.
 Inputs are the bundled photos with a face, cut around dlib's face box and resized to 250x250
 (a CASIA-WebFace-like tight crop, face box about 110 px) and to 1024x768 (face box about
 260 px wide). FAN uses dlib's boxes, so its detection time is dlib's. When the real 2DFAN4
 weights are not in the torch hub cache, FAN is timed with a full-size ``FAN(4)`` of random
-weights (same architecture and cost, meaningless points) and the output says so::
-
-    .venv/bin/python -m benchmarks.landmarks [--repeats 3] [--fan-batch 8]
+weights (same architecture and cost, meaningless points) and the output says so.
 """
 
 from __future__ import annotations

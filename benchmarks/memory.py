@@ -1,6 +1,6 @@
-"""Peak memory of a local `expnet generate` run at 1,000 and 10,000 inputs.
+"""python -m benchmarks.memory [--sizes 1000 10000]: peak RSS of generate at two sizes.
 
-    .venv/bin/python -m benchmarks.memory [--sizes 1000 10000]
+Peak memory of a local `expnet generate` run at 1,000 and 10,000 inputs.
 
 Each run is a fresh process (the `expnet` CLI on the DirectRunner) over a collection of
 unique 250 x 250 face images made as in `generate_speed.py`; its peak resident set size is

@@ -1,15 +1,15 @@
-"""Images/s of `expnet generate` on one process, on N processes and on a Dask LocalCluster.
+"""python -m benchmarks.scaling [--faces 3000] [--large 0] [--size 250]: images/s by runner.
 
-    .venv/bin/python -m benchmarks.scaling [--faces 3000] [--large 12000] [--size 250]
-
+Images/s of ``expnet generate`` on one process, on N processes and on a Dask LocalCluster.
 Makes unique SIZE x SIZE faces once in a temporary folder (the bundled photos cut around their
 face, each corner-marked so that nothing deduplicates, as in generate_speed.py), then runs, in
 this one invocation and on the same folder: ``--workers 1`` (in memory, the baseline),
 ``--workers 2`` and Beam's DaskRunner on a 2-worker ``distributed.LocalCluster`` (2 processes
 x 1 thread). Prints seconds, images/s, speed-up over ``--workers 1`` and the peak RSS of the
-largest child process; ``--large`` (optional, 0 = skip) repeats the table at that many faces.
-Every run must write the same shards (checked). Compare ratios from one run only: on a shared
-machine the absolute figures move with the load, which is printed.
+heaviest process of each run (sampled: the launcher for ``--workers 1``, else its workers).
+``--large`` (optional, 0 = skip) repeats the table at that many faces. Every run must write
+the same shards (checked). Compare ratios from one run only: on a shared machine the absolute
+figures move with the load, which is printed.
 """
 
 from __future__ import annotations
@@ -17,20 +17,24 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from benchmarks.generate_speed import make_collection
 from pipelines import generate
+from schemas.layout import MANIFEST_NAME
+from schemas.reader import DatasetReader
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
 def _digest(output: Path) -> dict:
-    names = [*sorted(output.glob("part-*.parquet")), output / "manifest.json"]
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in names}
+    dataset = DatasetReader(str(output))
+    paths = [*dataset.shard_paths(), dataset.path(MANIFEST_NAME)]
+    return {Path(path).name: hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            for path in paths}
 
 
 def _timed(faces: Path, output: Path, *flags: str) -> float:
@@ -43,30 +47,64 @@ def _timed(faces: Path, output: Path, *flags: str) -> float:
     return seconds
 
 
-def _children_peak_mib() -> float:
-    # ru_maxrss of the largest waited-for child (KiB on Linux): the heaviest worker.
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+class PeakRss:
+    """Samples the RSS of this process and its descendants every ``interval`` seconds.
+
+    ``peak_mib(workers=True)`` is the largest RSS any one descendant reached (a worker of
+    ``--workers N``, a Dask worker under its nanny); ``workers=False`` this process's own.
+    Per run, unlike ``ru_maxrss``, which keeps the largest of the whole benchmark.
+    """
+
+    def __init__(self, interval: float = 0.2):
+        import psutil  # a dependency of distributed (the dask extra)
+
+        self.interval = interval
+        self.me = psutil.Process()
+        self.peaks: dict[int, int] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stopping.set()
+        self.thread.join()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self.stopping.wait(self.interval):
+            for process in [self.me, *self.me.children(recursive=True)]:
+                try:
+                    rss = process.memory_info().rss
+                except psutil.Error:
+                    continue  # ended between the listing and the read
+                self.peaks[process.pid] = max(self.peaks.get(process.pid, 0), rss)
+
+    def peak_mib(self, *, workers: bool) -> float:
+        found = [rss for pid, rss in self.peaks.items() if (pid != self.me.pid) == workers]
+        return max(found, default=0) / 2**20
 
 
 def table(faces: Path, count: int, work: Path) -> list[tuple]:
     import distributed
 
     rows = []
-    one = _timed(faces, work / "w1", "--workers", "1")
-    rows.append(("--workers 1 (in memory)", one, resource.getrusage(
-        resource.RUSAGE_SELF).ru_maxrss / 1024))
-    two = _timed(faces, work / "w2", "--workers", "2")
-    rows.append(("--workers 2", two, _children_peak_mib()))
+    with PeakRss() as memory:
+        one = _timed(faces, work / "w1", "--workers", "1")
+    rows.append(("--workers 1 (in memory)", one, memory.peak_mib(workers=False)))
+    with PeakRss() as memory:
+        two = _timed(faces, work / "w2", "--workers", "2")
+    rows.append(("--workers 2", two, memory.peak_mib(workers=True)))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
-        dask = _timed(faces, work / "dask", "--runner", DASK_RUNNER,
-                      "--dask_client_address", cluster.scheduler_address)
-        # Dask reports each worker's current RSS, not its peak: the largest at the end.
-        workers = cluster.scheduler_info["workers"]
-        peak = max(worker.get("metrics", worker).get("memory", 0)
-                   for worker in workers.values()) / 2**20
+        with PeakRss() as memory:
+            dask = _timed(faces, work / "dask", "--runner", DASK_RUNNER,
+                          "--dask_client_address", cluster.scheduler_address)
         distributed.default_client().close()
-    rows.append(("Dask LocalCluster 2x1", dask, peak))
+    rows.append(("Dask LocalCluster 2x1", dask, memory.peak_mib(workers=True)))
     reference = _digest(work / "w1")
     for name in ("w2", "dask"):
         if _digest(work / name) != reference:

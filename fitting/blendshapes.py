@@ -2,7 +2,7 @@
 
 A model that carries named units (the open model: the 52 ARKit-style MakeHuman face units)
 stores, per unit ``k``, its displacement field ``F_k`` only through two small products made
-when the model is built (:mod:`fitting.models.build_open`)::
+when the model is built (:mod:`fitting.models.build.open_model`)::
 
     G = F^T F          (U, U)      Gram matrix of the unit fields over the model's vertices
     C = F^T E          (U, K_exp)  unit fields against the sigma-unit expression basis E
@@ -19,8 +19,11 @@ a U-dimensional box QP per face, solved batched by ADMM, whose active set is the
 an exact solve and checked against the KKT conditions (:func:`solve_box_qp`); a fixed
 iteration cap and no randomness, so the weights are deterministic. Everything that depends on
 ``G`` alone is computed once per model.
-Units that move no vertex of the model (the eye-look and tongue units of the open model move
-only the eyeballs and tongue) have ``G_kk = 0`` and weight 0.
+A unit that moves no vertex of the model (``tongueOut`` of the open model: the tongue is not
+in the face mesh) has ``G_kk = 0`` and weight 0. The eye-look units move the eyelid skin only a
+little (``G_kk`` about 80, against about 12 000 for ``eyeBlink``), so small leftover motion
+around the eyes can give them large weights: 68 landmarks cannot see them
+(studies/blendshape_recovery.py, RESULTS.md).
 
 The inverse map, units to code, is the least-squares code of the units' field,
 ``e = (E^T E)^{-1} C^T w`` (:func:`blendshape_code`).

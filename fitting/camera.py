@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # Image y points down, model y up: the second projected coordinate changes sign.
-_FLIP_Y = np.array([1.0, -1.0])
+FLIP_Y = np.array([1.0, -1.0])
 
 
 def project_points(points_3d: np.ndarray, rotation: np.ndarray, scale: np.ndarray,
@@ -55,7 +55,7 @@ def project_points(points_3d: np.ndarray, rotation: np.ndarray, scale: np.ndarra
     points_2d : (B, N, 2) float64  image pixels, y down
     """
     rotated = np.matmul(points_3d, np.swapaxes(rotation, 1, 2))
-    return rotated[..., :2] * (scale[:, None] * _FLIP_Y)[:, None] + translation[:, None, :]
+    return rotated[..., :2] * (scale[:, None] * FLIP_Y)[:, None] + translation[:, None, :]
 
 
 def estimate_affine_camera(points_2d: np.ndarray, points_3d: np.ndarray,
@@ -116,7 +116,7 @@ def nearest_scaled_rotation(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     rotation : (B, 3, 3) float64
     scale : (B,) float64
     """
-    rows = affine * _FLIP_Y[:, None]
+    rows = affine * FLIP_Y[:, None]
     norms = np.linalg.norm(rows, axis=2)
     scale = norms.mean(axis=1)
     unit = rows / norms[..., None]
@@ -169,7 +169,7 @@ def refine_pose(points_2d: np.ndarray, points_3d: np.ndarray, weights: np.ndarra
     batch, count = weights.shape
     for _ in range(steps):
         rotated = np.matmul(points_3d, np.swapaxes(rotation, 1, 2))
-        predicted = rotated[..., :2] * (scale[:, None] * _FLIP_Y)[:, None] + translation[:, None]
+        predicted = rotated[..., :2] * (scale[:, None] * FLIP_Y)[:, None] + translation[:, None]
         residual = points_2d - predicted
         px, py, pz = rotated[..., 0], rotated[..., 1], rotated[..., 2]
         s = scale[:, None]

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fitting.models.model import NUM_LANDMARKS
+from fitting.models.model import NUM_LANDMARKS, OUTER_EYE_CORNERS
 
-__all__ = ["FAILURE_REASONS", "OUTER_EYE_CORNERS", "check_weights", "check_hyperparameters",
-           "subject_groups", "face_failures"]
+__all__ = ["FAILURE_REASONS", "check_weights", "check_hyperparameters", "subject_groups",
+           "face_failures"]
 
-OUTER_EYE_CORNERS = (36, 45)
 FAILURE_REASONS = (
     "non_finite_landmarks",   # a landmark with positive weight is NaN or infinite
     "missing_eye_corners",    # landmark 36 or 45 is not finite: no inter-ocular distance

@@ -25,7 +25,6 @@ from fitting.blendshapes import blendshape_weights
 from fitting.camera import project_points, rotation_to_euler
 from fitting.checks import (
     FAILURE_REASONS,
-    OUTER_EYE_CORNERS,
     check_hyperparameters,
     check_weights,
     face_failures,
@@ -34,7 +33,7 @@ from fitting.checks import (
 from fitting.design import design_for
 from fitting.gauss_newton import Settings, fit_chunk
 from fitting.models import MorphableModel
-from fitting.models.model import NUM_LANDMARKS
+from fitting.models.model import NUM_LANDMARKS, OUTER_EYE_CORNERS
 
 __all__ = ["FitBatch", "fit_landmarks", "project", "FAILURE_REASONS"]
 
@@ -168,7 +167,8 @@ def fit_landmarks(
         on the model scale it balances). Default from ``studies/fit_regularisation.py``
         (``benchmarks/RESULTS.md``, "Fitter" / "Prior weights").
     expression_weight : float
-        Prior weight of the expression coefficients, > 0, in mm^2.
+        Prior weight of the expression coefficients, > 0, in mm^2. Default from the same
+        study and table.
     max_iterations : int
         Most alternations of contour, shape and pose steps.
     tolerance : float

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fitting.camera import FLIP_Y
+
 __all__ = ["gram_blocks", "normal_equations"]
 
-_FLIP_Y = np.array([1.0, -1.0])
 POSE_DIM = 6
 
 
@@ -86,7 +87,7 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
     batch = len(landmarks)
     size = fixed_basis_flat.shape[1]
     projection = rotation[:, :2, :]
-    targets = ((landmarks - translation[:, None]) / scale[:, None, None] * _FLIP_Y
+    targets = ((landmarks - translation[:, None]) / scale[:, None, None] * FLIP_Y
                - np.matmul(mean_points, np.swapaxes(projection, 1, 2)))
     pose_columns = _pose_jacobian_columns(rotated)                      # (B, 6, N, 2)
     pose_jacobian = np.moveaxis(pose_columns, 1, 3)                     # (B, N, 2, 6) view
@@ -130,7 +131,7 @@ def normal_equations(*, landmarks: np.ndarray, weights: np.ndarray | None,
     cross = np.empty((batch, POSE_DIM, size))
     cross[:, :per_landmark] = (lifted_pose.reshape(batch * per_landmark, 3 * count)
                                @ fixed_basis_flat).reshape(batch, per_landmark, size)
-    cross[:, per_landmark:] = np.matmul(projection * _FLIP_Y[:, None], fixed_basis_sum)
+    cross[:, per_landmark:] = np.matmul(projection * FLIP_Y[:, None], fixed_basis_sum)
     hessian[:, size:, :size] = cross
     hessian[:, :size, size:] = np.swapaxes(cross, 1, 2)
     pose_rows_t = fixed_pose.reshape(batch, POSE_DIM, 2 * count)

@@ -1,2 +1,2 @@
 """Validate, summarise and report on a generated dataset (``expnet inspect``); reads the
-files through :mod:`schemas`, builds no pipeline."""
+files through :mod:`schemas.reader`, builds no pipeline and needs no Beam."""

@@ -19,15 +19,15 @@ import io
 import sys
 
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from fitting.image import ImageDecodeError, decode_image
-from inspection import overlay, report
+from inspection import overlay, report, units
 from inspection.scan import Scan, read_rows, scan_output
+from inspection.tracks import summarise_tracks
 from schemas import STAGES
 from schemas import rows as columns
+from schemas.reader import storage_for
 
 PERCENTILES = (5, 25, 50, 75, 95)
 REPORT_NAME = "report.html"
@@ -37,7 +37,9 @@ THUMBNAIL_SIDE = 224
 SAMPLE_COLUMNS = (columns.ID, columns.SOURCE_URI, columns.IMAGE, columns.LABEL,
                   columns.LANDMARKS, columns.IDENTITY, columns.EXPRESSION, columns.ROTATION,
                   columns.SCALE, columns.TRANSLATION, columns.YAW, columns.PITCH,
-                  columns.ROLL, columns.FIT_RESIDUAL)
+                  columns.ROLL, columns.FIT_RESIDUAL, columns.BLENDSHAPES)
+# Units in the per-label heatmap of mean blendshape weights (the CSV link has all of them).
+HEATMAP_UNITS = 16
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +113,22 @@ def summary_rows(scan: Scan) -> list[tuple[str, str]]:
         ("roll (deg)", _distribution(scan.roll, "+.1f")),
         ("fit residual", _distribution(scan.residual, ".3f")),
     ])
+    rows.extend(track_rows(scan))
     return rows
+
+
+def track_rows(scan: Scan) -> list[tuple[str, str]]:
+    """Summary lines of the face tracks; none for a dataset of still images."""
+    tracks = summarise_tracks(scan.track_id, scan.frame_index, scan.expression)
+    if tracks is None:
+        return []
+    return [
+        ("video rows", f"{tracks.video_rows} from {tracks.videos} videos, "
+                       f"{tracks.tracks} face tracks"),
+        ("rows per track", _distribution(tracks.lengths, ".0f")),
+        ("expression step", _distribution(tracks.frame_change, ".3f")
+         + "  (RMS sigma, frame to frame in a track)"),
+    ]
 
 
 def format_table(rows) -> str:
@@ -146,28 +163,40 @@ def _file_name(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _sample_tile(row: dict, model) -> report.Tile:
+def _sample_tile(row: dict, model, unit_names: tuple | None) -> report.Tile:
+    """The crop with its fit drawn, and beside it the fitted expression and its top units.
+
+    ``model`` is the shards' model or None (then nothing fitted is drawn); ``unit_names``
+    the dataset's ``blendshape_names``.
+    """
     caption = [_file_name(row[columns.SOURCE_URI])]
     if row[columns.LABEL] is not None:
         caption.append(f"label {row[columns.LABEL]}")
     caption.append(f"residual {row[columns.FIT_RESIDUAL]:.3f}")
     caption.append(f"yaw {row[columns.YAW]:+.0f} pitch {row[columns.PITCH]:+.0f} "
                    f"roll {row[columns.ROLL]:+.0f} deg")
+    render = units.render_png(model, row[columns.EXPRESSION]) if model is not None else None
+    weights = units.row_unit_weights(row, model, unit_names)
+    shown = units.top_units(*weights) if weights is not None else ()
+    if weights is not None and not shown:
+        caption.append(f"no named unit at {units.MIN_SHOWN_WEIGHT} or more")
     try:
         jpeg = overlay.overlay_jpeg(row, model)
     except ImageDecodeError as error:
-        return report.Tile(None, (*caption, f"crop unreadable: {error.reason}"))
-    return report.Tile(jpeg, tuple(caption))
+        jpeg = None
+        caption.append(f"crop unreadable: {error.reason}")
+    return report.Tile(jpeg, tuple(caption), render=render, units=shown)
 
 
 def failure_thumbnail(uri: str) -> bytes | None:
     """A JPEG thumbnail of a failed input, or None when it cannot be read or decoded."""
     try:
-        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        storage, path = storage_for(uri)
+        with storage.open(path) as handle:
             data = handle.read(MAX_THUMBNAIL_SOURCE_BYTES + 1)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ImportError):
         # Archive members and manifest rows have no file of their own (OSError); an unknown
-        # scheme is a ValueError.
+        # scheme is a ValueError, a known one whose fsspec package is missing an ImportError.
         return None
     if len(data) > MAX_THUMBNAIL_SOURCE_BYTES:
         return None
@@ -213,7 +242,31 @@ def _load_model(spec: str, scan: Scan):
                       "(pass it with --model PATH.npz).")
     return model, ("Green dots: detected landmarks; red crosses: the fitted model's landmarks "
                    "(jaw on the silhouette), joined by yellow error lines; blue: the visible "
-                   "mesh of the fitted face.")
+                   "mesh of the fitted face. Beside each crop: the fitted expression drawn on "
+                   "the model's mean identity, frontal, and its three strongest named units "
+                   "(weights in [0, 1]) where the model has them.")
+
+
+def _blendshape_section(scan: Scan) -> report.Section | None:
+    """Mean blendshape weights per label; None without labelled rows that hold weights."""
+    means, names = scan.blendshape_means, scan.metadata.blendshape_names
+    if means is None or names is None:
+        return None
+    strongest = units.strongest_units(means.means, HEATMAP_UNITS)
+    figure = report.label_heatmap(means.labels, means.counts, means.means[:, strongest],
+                                  column_names=[names[index] for index in strongest],
+                                  colour_label="mean weight", signed=False)
+    table = (("label", "rows", "strongest units (mean weight)"), *(
+        (label, int(count), ", ".join(f"{name} {weight:.2f}"
+                                      for name, weight in units.top_units(names, row)) or "none")
+        for label, count, row in zip(means.labels, means.counts, means.means)))
+    csv = report.Download("blendshapes_per_label.csv", "text/csv",
+                          units.label_units_csv(means.labels, means.counts, means.means, names))
+    return report.Section(
+        "Mean blendshape weights per label",
+        note=(f"Rows per label that carry weights in brackets; the {len(strongest)} units with "
+              "the largest mean in any label. The CSV holds every unit."),
+        figures=(figure,), table=table, downloads=(csv,))
 
 
 def build_sections(scan: Scan, *, samples: int, seed: int, model_spec: str) -> list:
@@ -231,7 +284,9 @@ def build_sections(scan: Scan, *, samples: int, seed: int, model_spec: str) -> l
         for title, positions, grid_note in grids:
             rows = read_rows(scan, positions, SAMPLE_COLUMNS) if len(positions) else []
             sections.append(report.Section(
-                title, note=grid_note, tiles=tuple(_sample_tile(row, model) for row in rows)))
+                title, note=grid_note,
+                tiles=tuple(_sample_tile(row, model, scan.metadata.blendshape_names)
+                            for row in rows)))
     failures = choose_failures(scan, samples)
     sections.append(report.Section(
         "Failures",
@@ -243,12 +298,16 @@ def build_sections(scan: Scan, *, samples: int, seed: int, model_spec: str) -> l
         sections.append(report.Section(
             "Mean expression per label", note="Rows per label in brackets; sigma units.",
             figures=(report.label_heatmap(means.labels, means.counts, means.means),)))
+    blendshapes = _blendshape_section(scan)
+    if blendshapes is not None:
+        sections.append(blendshapes)
     return sections
 
 
 def write_text(path: str, text: str) -> None:
-    with FileSystems.create(path, mime_type="text/html",
-                            compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    """Write ``text`` as UTF-8 to ``path`` (local, or any URI :func:`storage_for` knows)."""
+    storage, inner = storage_for(path)
+    with storage.filesystem.open_output_stream(inner) as handle:
         handle.write(text.encode("utf-8"))
 
 

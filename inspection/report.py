@@ -21,26 +21,47 @@ import numpy as np  # noqa: E402
 FIGURE_CLASS = "figure"
 SAMPLE_CLASS = "sample"
 FAILURE_CLASS = "failure"
+EXPRESSION_CLASS = "expression"       # the fitted expression drawn beside a sample crop
 HISTOGRAM_BINS = 30
 
 
 @dataclasses.dataclass(frozen=True)
 class Tile:
-    """One image of a grid with its caption lines; ``jpeg`` None shows the caption only."""
+    """One image of a grid with its caption lines; ``jpeg`` None shows the caption only.
+
+    ``render`` (PNG) is drawn beside the image, with ``units``, (name, weight) pairs, under it.
+    """
 
     jpeg: bytes | None
     caption: tuple
+    render: bytes | None = None
+    units: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Download:
+    """A file embedded in the page as a ``data:`` link: its name, MIME type and bytes."""
+
+    name: str
+    mime: str
+    data: bytes
 
 
 @dataclasses.dataclass(frozen=True)
 class Section:
-    """A titled part of the page: an optional note, then figures or a grid of tiles."""
+    """A titled part of the page: an optional note, then figures, a table, a grid of tiles.
+
+    ``table`` is a tuple of rows of cells, the first row the header; ``downloads`` are links
+    under the figures.
+    """
 
     title: str
     note: str = ""
     figures: tuple = ()      # PNG bytes
     tiles: tuple = ()        # Tile
     tile_class: str = SAMPLE_CLASS
+    table: tuple = ()
+    downloads: tuple = ()    # Download
 
 
 def figure_png(figure) -> bytes:
@@ -102,14 +123,19 @@ def pose_histograms(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray,
     return figure_png(figure)
 
 
-def label_heatmap(labels, counts: np.ndarray, means: np.ndarray) -> bytes:
-    """Heatmap of the mean expression coefficients per label.
+def label_heatmap(labels, counts: np.ndarray, means: np.ndarray, *,
+                  column_names=None, colour_label: str = "mean (sigma)",
+                  signed: bool = True) -> bytes:
+    """Heatmap of a mean vector per label (rows) and per component (columns).
 
     Parameters
     ----------
     labels : sequence of str, length L
     counts : (L,) int        rows per label
-    means : (L, K) float     sigma units
+    means : (L, K) float     sigma units by default
+    column_names : sequence of str, length K, or None   default ``e0 .. e{K-1}``
+    colour_label : str       title of the colour bar
+    signed : bool            a diverging scale centred on 0; else a sequential one from 0
 
     Returns
     -------
@@ -119,15 +145,24 @@ def label_heatmap(labels, counts: np.ndarray, means: np.ndarray) -> bytes:
     if means.ndim != 2 or means.shape[0] != len(labels) or len(counts) != len(labels):
         raise ValueError(f"expected means (L, K) with L = {len(labels)} labels and counts, got "
                          f"{means.shape} and {len(counts)} counts")
+    if column_names is None:
+        column_names = [f"e{index}" for index in range(means.shape[1])]
+    if len(column_names) != means.shape[1]:
+        raise ValueError(f"expected {means.shape[1]} column names, got {len(column_names)}")
     limit = max(float(np.abs(means).max(initial=0.0)), 1e-6)
-    figure, axis = plt.subplots(figsize=(12.5, 0.8 + 0.35 * len(labels)))
-    image = axis.imshow(means, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    scale = (dict(cmap="RdBu_r", vmin=-limit, vmax=limit) if signed
+             else dict(cmap="viridis", vmin=0.0, vmax=limit))
+    # Unsigned maps name their columns with slanted unit names, which need room below.
+    width, height = (12.5, 0.8) if signed else (1.5 + 0.45 * means.shape[1], 1.8)
+    figure, axis = plt.subplots(figsize=(width, height + 0.35 * len(labels)))
+    image = axis.imshow(means, aspect="auto", **scale)
     axis.set_yticks(range(len(labels)))
     axis.set_yticklabels([f"{label} ({count})" for label, count in zip(labels, counts)],
                          fontsize=8)
     axis.set_xticks(range(means.shape[1]))
-    axis.set_xticklabels([f"e{index}" for index in range(means.shape[1])], fontsize=7)
-    figure.colorbar(image, ax=axis, label="mean (sigma)", fraction=0.03, pad=0.01)
+    axis.set_xticklabels(column_names, fontsize=7, rotation=0 if signed else 60,
+                         ha="center" if signed else "right")
+    figure.colorbar(image, ax=axis, label=colour_label, fraction=0.03, pad=0.01)
     figure.tight_layout()
     return figure_png(figure)
 
@@ -147,20 +182,48 @@ def _table(rows) -> str:
     return f'<table class="summary">{cells}</table>'
 
 
+def _grid_table(rows) -> str:
+    header, *body = rows
+    cells = ["<tr>" + "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header) + "</tr>"]
+    cells.extend("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row)
+                 + "</tr>" for row in body)
+    return f'<table class="grid-table">{"".join(cells)}</table>'
+
+
+def _download_link(download: Download) -> str:
+    return (f'<p class="download"><a download="{html.escape(download.name)}" '
+            f'href="{_data_uri(download.data, download.mime)}">{html.escape(download.name)}'
+            "</a></p>")
+
+
+def _tile_html(tile: Tile, tile_class: str) -> str:
+    caption = "<br>".join(html.escape(line) for line in tile.caption)
+    image = (_image_tag(tile.jpeg, "image/jpeg", tile_class, tile.caption[0])
+             if tile.jpeg is not None else '<div class="missing">no image</div>')
+    if tile.render is None and not tile.units:
+        return f'<figure class="tile">{image}<figcaption>{caption}</figcaption></figure>'
+    render = (_image_tag(tile.render, "image/png", EXPRESSION_CLASS,
+                         f"fitted expression of {tile.caption[0]}")
+              if tile.render is not None else "")
+    units = "".join(f'<li><span class="unit">{html.escape(name)}</span> {weight:.2f}</li>'
+                    for name, weight in tile.units)
+    return (f'<figure class="tile paired"><div class="pair">{image}<div class="fitted">'
+            f'{render}<ol class="units">{units}</ol></div></div>'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
 def _section_html(section: Section) -> str:
     parts = [f"<h2>{html.escape(section.title)}</h2>"]
     if section.note:
         parts.append(f'<p class="note">{html.escape(section.note)}</p>')
     for png in section.figures:
         parts.append(_image_tag(png, "image/png", FIGURE_CLASS, section.title))
+    if section.table:
+        parts.append(_grid_table(section.table))
+    parts.extend(_download_link(download) for download in section.downloads)
     if section.tiles:
         parts.append('<div class="grid">')
-        for tile in section.tiles:
-            caption = "<br>".join(html.escape(line) for line in tile.caption)
-            image = (_image_tag(tile.jpeg, "image/jpeg", section.tile_class, tile.caption[0])
-                     if tile.jpeg is not None else '<div class="missing">no image</div>')
-            parts.append(f'<figure class="tile">{image}<figcaption>{caption}</figcaption>'
-                         "</figure>")
+        parts.extend(_tile_html(tile, section.tile_class) for tile in section.tiles)
         parts.append("</div>")
     return "\n".join(parts)
 
@@ -176,6 +239,13 @@ img.figure { max-width: 100%; display: block; margin: 0.5em 0; }
 .grid { display: flex; flex-wrap: wrap; gap: 8px; }
 figure.tile { margin: 0; width: 224px; font-size: 0.75em; }
 figure.tile img { width: 224px; height: auto; display: block; }
+figure.tile.paired { width: 392px; }
+.pair { display: flex; gap: 8px; align-items: flex-start; }
+figure.tile img.expression { width: 160px; }
+ol.units { margin: 4px 0 0 0; padding-left: 0; list-style: none; font-family: monospace; }
+table.grid-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+table.grid-table th, table.grid-table td { border: 1px solid #ddd; padding: 2px 6px;
+                                            text-align: left; }
 .missing { width: 224px; height: 60px; background: #eee; color: #888; text-align: center;
            line-height: 60px; }
 p.note { color: #555; font-size: 0.9em; }

@@ -10,10 +10,12 @@ dataset). Inputs are counted independently where they are read, so
 from __future__ import annotations
 
 import collections
+import re
 
 import apache_beam as beam
 
 from pipelines.collect import ToOneList
+from pipelines.reading import text_key
 
 INPUT, WRITTEN, FAILED = "inputs", "written", "failed"
 DUPLICATE, EXISTING = "duplicates", "existing"
@@ -22,9 +24,14 @@ OUTCOMES = (WRITTEN, FAILED, DUPLICATE, EXISTING)
 _PRIORITY = {WRITTEN: 2, FAILED: 1}
 
 
+# A face id is its input's content id, then ``-t<slot>`` for a video frame, then ``-f<k>``
+# for one face of several; content ids are hex (or ``uri-<hex>``), so neither suffix is in one.
+_FACE_SUFFIXES = re.compile(r"(-t\d+)?(-f\d+)?$")
+
+
 def image_id_of(face_id: str) -> str:
-    """The content id of the image a face id belongs to (face ids end in ``-f<k>``)."""
-    return face_id.partition("-f")[0]
+    """The content id of the input (image or video) a face or frame id belongs to."""
+    return _FACE_SUFFIXES.sub("", face_id, count=1)
 
 
 def summarise(counts: dict) -> dict:
@@ -60,8 +67,15 @@ def summarise(counts: dict) -> dict:
     }
 
 
+def _outcome_event(image_id: str, source: str, outcome: str) -> tuple:
+    """``(key, (source, outcome))`` keyed by ints: a ``str`` key's group can split on runners
+    whose shuffle hashes keys per process (see ``reading.content_key``)."""
+    return text_key(f"{image_id}\0{source}"), (source, outcome)
+
+
 def _best_outcome(outcomes):
-    return max(outcomes, key=_PRIORITY.__getitem__)
+    """The best ``(source, outcome)`` of one image (all share the source)."""
+    return max(outcomes, key=lambda pair: _PRIORITY[pair[1]])
 
 
 class CountOutcomes(beam.PTransform):
@@ -88,16 +102,17 @@ class CountOutcomes(beam.PTransform):
         )
         late = (
             (parts["failures"]
-             | "FailureOutcomes" >> beam.Map(lambda f: ((image_id_of(f.id), f.source), FAILED))),
+             | "FailureOutcomes" >> beam.Map(
+                 lambda f: _outcome_event(image_id_of(f.id), f.source, FAILED))),
             (parts["written"]
              | "WrittenOutcomes" >> beam.MapTuple(
-                 lambda source, row_id: ((image_id_of(row_id), source), WRITTEN))),
+                 lambda source, row_id: _outcome_event(image_id_of(row_id), source, WRITTEN))),
         )
         per_image = (late
                      | "FlattenOutcomes" >> beam.Flatten()
                      | "BestOutcomePerImage" >> beam.CombinePerKey(_best_outcome)
                      | "OutcomeEvents" >> beam.MapTuple(
-                         lambda key, outcome: (("source", key[1], outcome), 1)))
+                         lambda _, best: (("source", *best), 1)))
         all_failures = ((parts["read_failures"], parts["failures"])
                         | "AllFailures" >> beam.Flatten())
         reasons = all_failures | "ReasonEvents" >> beam.Map(

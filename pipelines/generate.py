@@ -26,27 +26,31 @@ from apache_beam.options.pipeline_options import (
     PipelineOptions,
     SetupOptions,
     StandardOptions,
+    WorkerOptions,
 )
 
 from fitting.identity_clusters import ClusterSettings
 from fitting.image import DEFAULT_MAX_PIXELS
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
+from fitting.video import DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_VIDEO_SECONDS, DEFAULT_VIDEO_FPS
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
-from pipelines.dataset import (
+from pipelines.dask_partitions import bound_flatten_partitions, uses_dask
+from pipelines.errors import OptionsError
+from pipelines.labelling import LabelFaces, landmarker_options, naming
+from pipelines.output_state import (
     DatasetStateError,
     RunPlan,
     completed_by,
     finalize,
     known_ids,
     plan_run,
+    read_stats,
 )
-from pipelines.errors import OptionsError
-from pipelines.labelling import LabelFaces, landmarker_options, naming
 from pipelines.progress import PROGRESS
+from pipelines.resources import filesystem_options, with_filesystems
 from pipelines.sources import expand_input
 from schemas import DatasetMetadata
-from schemas.layout import STATS_NAME
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 class GenerateOptions(PipelineOptions):
@@ -55,8 +59,9 @@ class GenerateOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--input", nargs="+", default=None,
-                            help="folders, globs, files, archives (.tar, .tar.gz, .zip) or "
-                                 "manifests (.csv, .jsonl); local or gs://, s3://")
+                            help="folders, globs, files (images; videos .mp4 .mov .avi .mkv "
+                                 ".webm), archives (.tar, .tar.gz, .zip) or manifests (.csv, "
+                                 ".jsonl); local or gs://, s3://")
         parser.add_argument("--output", default=None, help="output folder (local or remote)")
         parser.add_argument("--model", default="open",
                             help="'open' (embedded CC0 model) or a converted model .npz")
@@ -129,6 +134,23 @@ class GenerateOptions(PipelineOptions):
                             default=DEFAULT_MAX_PIXELS, help="refuse larger images")
         parser.add_argument("--max-file-bytes", "--max_file_bytes", dest="max_file_bytes",
                             type=int, default=MAX_FILE_BYTES, help="refuse larger files")
+        parser.add_argument("--video-fps", "--video_fps", dest="video_fps", type=float,
+                            default=DEFAULT_VIDEO_FPS,
+                            help="frames sampled per second of video: the first frame of "
+                                 f"each 1/F s slot, by timestamp (default {DEFAULT_VIDEO_FPS:g})")
+        parser.add_argument("--max-frames-per-video", "--max_frames_per_video",
+                            dest="max_frames_per_video", type=int, default=0,
+                            help="sample only the first N slots of each video (0: no limit)")
+        parser.add_argument("--video-chunk-seconds", "--video_chunk_seconds",
+                            dest="video_chunk_seconds", type=float,
+                            default=DEFAULT_CHUNK_SECONDS,
+                            help="videos are decoded in chunks this long, each its own task "
+                                 f"(default {DEFAULT_CHUNK_SECONDS:g})")
+        parser.add_argument("--max-video-seconds", "--max_video_seconds",
+                            dest="max_video_seconds", type=float,
+                            default=DEFAULT_MAX_VIDEO_SECONDS,
+                            help="refuse videos declared longer than this "
+                                 f"(default {DEFAULT_MAX_VIDEO_SECONDS:g})")
         parser.add_argument("--overwrite", action="store_true",
                             help="replace the dataset an earlier run left in --output")
         parser.add_argument("--incremental", action="store_true",
@@ -181,7 +203,17 @@ def validate_options(options: GenerateOptions) -> list[str]:
         problems.append(f"--workers must be >= 1, got {options.workers}")
     if options.max_pixels < 1 or options.max_file_bytes < 1:
         problems.append("--max-pixels and --max-file-bytes must be positive")
+    if not 0 < options.video_fps <= MAX_VIDEO_FPS:
+        problems.append(f"--video-fps must be in (0, {MAX_VIDEO_FPS}], got {options.video_fps}")
+    if options.max_frames_per_video < 0:
+        problems.append(f"--max-frames-per-video must be >= 0, got "
+                        f"{options.max_frames_per_video}")
+    if not options.video_chunk_seconds > 0 or not options.max_video_seconds > 0:
+        problems.append("--video-chunk-seconds and --max-video-seconds must be positive")
     return problems
+
+
+MAX_VIDEO_FPS = 1000.0
 
 
 def available_cores() -> int:
@@ -195,7 +227,8 @@ def available_cores() -> int:
 
 # Below this many input files the default is one process: starting the multi-process
 # DirectRunner costs more than it saves (the 10-image demo: 7.7 s in process, 13.9 s on two;
-# 200 faces: 0.61x, RESULTS.md "Scaling"); at 3000 faces two processes gave 1.33x.
+# 200 faces: 0.61x; benchmarks/scaling.py, RESULTS.md "Scaling"); at 3000 faces two
+# processes gave 1.33x.
 PARALLEL_FROM_ITEMS = 2000
 
 
@@ -220,6 +253,10 @@ def apply_workers(options: GenerateOptions, argv: list[str] | None, item_count: 
     if workers > 1:
         direct.direct_running_mode = "multi_processing"
         direct.direct_num_workers = workers
+        # Workers parse the flags without this command's options and warn about each one,
+        # twice a worker; their errors still show.
+        harness = options.view_as(WorkerOptions)
+        harness.default_sdk_harness_log_level = harness.default_sdk_harness_log_level or "ERROR"
     return workers
 
 
@@ -258,11 +295,13 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     is also the single leaf: Beam's Dask runner computes only the graph of the last step.)
     """
     output = options.output.rstrip("/")
+    filesystems = filesystem_options(options)
     earlier_ids = None
     if plan.previous_files:
         earlier_ids = (pipeline
                        | "EarlierFiles" >> beam.Create(plan.previous_files)
-                       | "KnownIds" >> beam.FlatMap(lambda name: known_ids(output, name)))
+                       | "KnownIds" >> beam.FlatMap(with_filesystems(
+                           lambda name: known_ids(output, name), filesystems)))
     if items is None:
         items = list_items(options)
     labelled = (pipeline
@@ -272,14 +311,16 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
     shards = (rows
               | "WriteShards" >> writing.WriteShards(output, metadata,
                                                      num_shards=options.num_shards,
-                                                     prefix=plan.shard_prefix)
+                                                     prefix=plan.shard_prefix,
+                                                     filesystems=filesystems)
               | "AllShards" >> ToOneList()
               | "TagShards" >> beam.Map(lambda entries: ("shards", entries)))
     failures = ((labelled["read_failures"], labelled["failures"])
                 | "AllFailures" >> beam.Flatten()
                 | "FailureList" >> ToOneList()
-                | "WriteFailures" >> beam.Map(lambda found: ("failures", writing.write_failures(
-                    output, found, prefix=plan.shard_prefix))))
+                | "WriteFailures" >> beam.Map(with_filesystems(
+                    lambda found: ("failures", writing.write_failures(
+                        output, found, prefix=plan.shard_prefix)), filesystems)))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
         lambda source, pending: (source, pending.id))
     parts = {name: labelled[name]
@@ -291,17 +332,18 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
             | "AllOutputs" >> beam.Flatten()
             | "CollectOutputs" >> ToOneList()
             | "AsDict" >> beam.Map(dict)
-            | "Finalize" >> beam.Map(finalize, output=output, metadata=metadata, plan=plan,
-                                     run_info=run_info))
+            | "Finalize" >> beam.Map(with_filesystems(finalize, filesystems), output=output,
+                                     metadata=metadata, plan=plan, run_info=run_info))
 
 
 # Flags that change what a run writes; two runs with equal values write equal datasets.
 FINGERPRINT_FLAGS = ("input", "crop_size", "jpeg_quality", "faces", "label_from_parent",
                      "subject_from_parent", "subject_pattern", "num_shards",
                      "subject_chunk_size", "max_pixels", "max_file_bytes", "incremental",
-                     "subject_from_faces", "check_subjects", "face_descriptors",
-                     "identity_threshold", "identity_max_diameter", "identity_max_cluster",
-                     "identity_min_separation", "identity_bucket_bits")
+                     "video_fps", "max_frames_per_video", "video_chunk_seconds",
+                     "max_video_seconds", "subject_from_faces", "check_subjects",
+                     "face_descriptors", "identity_threshold", "identity_max_diameter",
+                     "identity_max_cluster", "identity_min_separation", "identity_bucket_bits")
 
 
 def run_fingerprint(options: GenerateOptions, metadata: DatasetMetadata) -> str:
@@ -328,11 +370,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if stats["invariant"]["holds"] else 1
 
 
-def run(argv=None) -> dict:
+def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run ``expnet generate``; returns the ``stats.json`` document.
 
     Rerunning the command of a complete dataset changes nothing and returns its stats; after
     an interruption (even ``kill -9``), the same command completes the dataset.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command's flags (default: ``sys.argv[1:]``).
+    test_pipeline : beam.Pipeline, optional
+        Build the job into this pipeline (a ``TestPipeline``) instead of one made from the
+        flags, as Beam's examples do; it runs when this function returns from building it.
 
     Raises
     ------
@@ -350,26 +400,30 @@ def run(argv=None) -> dict:
     # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
     items = list_items(options)
-    apply_workers(options, argv, len(items))
+    workers = apply_workers(options, argv, len(items))
+    if uses_dask(options):
+        bound_flatten_partitions()
     _, metadata = dataset_metadata(options)
     output = options.output.rstrip("/")
     fingerprint = run_fingerprint(options, metadata)
     # An incremental run always looks for new content, so it is never a no-op.
     rerun = not (options.overwrite or options.incremental)
     if rerun and completed_by(output, fingerprint):
-        stats = writing.read_json(f"{output}/{STATS_NAME}")
+        stats = read_stats(output)
     else:
         plan = plan_run(output, model_hash=metadata.model_hash, overwrite=options.overwrite,
                         incremental=options.incremental)
         run_info = describe_run(options, metadata, fingerprint)
         if not options.quiet:
-            PROGRESS.start()
+            PROGRESS.start(share_with_workers=workers > 1)
         try:
-            with beam.Pipeline(options=options) as pipeline:
+            pipeline = (test_pipeline if test_pipeline is not None
+                        else beam.Pipeline(options=options))
+            with pipeline:
                 build(pipeline, options, metadata, plan, run_info, items)
         finally:
             PROGRESS.stop()
-        stats = writing.read_json(f"{output}/{STATS_NAME}")
+        stats = read_stats(output)
     if not options.quiet:
         print(summary.format_summary(stats, output))
     return stats

@@ -5,7 +5,8 @@ image and a bucket of their descriptor (:func:`fitting.identity_clusters.descrip
 Each block is clustered (:func:`fitting.identity_clusters.cluster_descriptors`); the faces of a
 cluster get ``subject = "auto:<cluster id>"``, the cluster id a hash of its sorted face ids, so
 the fit pools their identity like a given subject's. Faces in no cluster keep no subject and an
-identity of their own. Given subjects pass through untouched.
+identity of their own. Given subjects, and video faces pooled by their track, pass through
+untouched.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def identity_block(face, bucket_bits: int) -> tuple:
 
 
 def _needs_subject(face) -> bool:
-    return not face.image.subject and face.descriptor is not None
+    # A video face's track already says who it is (pipelines.video.TrackFaces).
+    return (not face.image.subject and face.track_id is None
+            and face.descriptor is not None)
 
 
 def assign_block(element, *, settings: ClusterSettings):

@@ -1,7 +1,8 @@
 """The labelling chain of ``expnet generate`` as composite transforms.
 
-Input items -> read -> deduplicate -> decode -> detect landmarks and crop -> fit the morphable
-model -> ``(source, PendingRow)`` per face, with failures as data at every stage
+Input items -> read -> deduplicate -> decode (images; videos as sampled frames, see
+``pipelines.video``) -> detect landmarks and crop -> link video faces into tracks -> fit the
+morphable model -> ``(source, PendingRow)`` per face, with failures as data at every stage
 (:class:`LabelFaces`). Crops and fitted rows are written in one named step each
 (``SelectAndCrop``, ``FitMorphableModel``); the shard writer reads them back.
 """
@@ -9,7 +10,6 @@ model -> ``(source, PendingRow)`` per face, with failures as data at every stage
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
@@ -23,9 +23,16 @@ from pipelines import writing
 from pipelines.identity import SubjectsFromFaces, is_automatic
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
-from pipelines.reading import Deduplicate, ReadSources, SplitFailures, content_key, is_failure
-from pipelines.resources import load_once
+from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
+from pipelines.resources import filesystem_options, load_once, use_filesystems
 from pipelines.sources import Failure, Naming
+from pipelines.video import (
+    DecodeVideos,
+    TrackFaces,
+    VideoLimits,
+    frame_id,
+    is_video_record,
+)
 from schemas import rows as columns
 
 if TYPE_CHECKING:
@@ -36,13 +43,33 @@ FIT_BATCH_SIZE = 256
 
 @dataclasses.dataclass(frozen=True)
 class ImageMeta:
-    """An input image after deduplication, minus its pixels."""
+    """An input image (or a sampled video frame) after deduplication, minus its pixels.
+
+    A frame's ``id`` is ``<video id>-t<slot>``; ``video_id``, ``frame_index`` (the slot) and
+    ``time_s`` are None for a still image.
+    """
 
     id: str
     uri: str
     source: str
     label: str | None
     subject: str | None
+    video_id: str | None = None
+    frame_index: int | None = None
+    time_s: float | None = None
+
+
+def frame_meta(record, frame) -> ImageMeta:
+    """The ``ImageMeta`` of a ``fitting.video.SampledFrame`` of a video's record."""
+    return ImageMeta(frame_id(record.content_id, frame.sample_index), record.uri,
+                     record.source, record.label, record.subject,
+                     video_id=record.content_id, frame_index=frame.sample_index,
+                     time_s=frame.time_s)
+
+
+def _frame_images(batch: list) -> list:
+    """``[(record, SampledFrame)]`` -> ``[(ImageMeta, image)]``, what the detector takes."""
+    return [(frame_meta(record, frame), frame.image) for record, frame in batch]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -61,7 +88,13 @@ class FaceRecord:
     crop_landmarks: np.ndarray
     source_landmarks: np.ndarray
     face_box: np.ndarray
+    track_id: str | None = None
     descriptor: np.ndarray | None = None
+
+
+def pool_id(face: FaceRecord) -> str | None:
+    """Whose identity a face shares: its subject when given, else its video track."""
+    return face.image.subject or face.track_id
 
 
 DETECT_BUCKETS = 64
@@ -96,9 +129,13 @@ class DecodeDoFn(beam.DoFn):
     Records whose bytes were dropped before the deduplication shuffle are read again here.
     """
 
-    def __init__(self, max_pixels: int, max_file_bytes: int):
+    def __init__(self, max_pixels: int, max_file_bytes: int, filesystems: dict | None = None):
         self.max_pixels = max_pixels
         self.max_file_bytes = max_file_bytes
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, records):
         decoded = []
@@ -127,15 +164,17 @@ class SelectAndCropDoFn(beam.DoFn):
     """
 
     def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int,
-                 describe: bool = False):
+                 filesystems: dict | None = None, describe: bool = False):
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.filesystems = filesystems
         self.describe = describe
         self.descriptor = None
 
     def setup(self):
+        use_filesystems(self.filesystems)
         if self.describe:
             from fitting.landmarks.descriptor import FaceDescriptor
 
@@ -164,7 +203,9 @@ class SelectAndCropDoFn(beam.DoFn):
                           message or "no face found")
             return
         for index, face in enumerate(faces):
-            face_id = meta.id if self.policy != "all" else f"{meta.id}-f{index}"
+            # Video faces always carry their index: ``<video id>-t<slot>-f<k>``.
+            several = self.policy == "all" or meta.frame_index is not None
+            face_id = f"{meta.id}-f{index}" if several else meta.id
             crop = expnet_crop(image, face.landmarks, crop_size=self.crop_size)
             jpeg = encode_jpeg(crop.image, quality=self.jpeg_quality)
             writing.write_crop(self.output, face_id, jpeg)
@@ -175,6 +216,9 @@ class SelectAndCropDoFn(beam.DoFn):
                 source_landmarks=face.landmarks.astype(np.float32),
                 face_box=face.box, descriptor=self._describe(image, face))
 
+    def finish_bundle(self):
+        PROGRESS.flush()
+
 
 class DetectAndCrop(beam.PTransform):
     """Batches of decoded images -> cropped faces with landmarks; failures at ``detect``.
@@ -183,13 +227,15 @@ class DetectAndCrop(beam.PTransform):
     """
 
     def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
-                 crop_size: int, jpeg_quality: int, describe: bool = False):
+                 crop_size: int, jpeg_quality: int, filesystems: dict | None = None,
+                 describe: bool = False):
         super().__init__()
         self.detector = detector
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
+        self.filesystems = filesystems
         self.describe = describe
 
     def expand(self, images):
@@ -197,7 +243,8 @@ class DetectAndCrop(beam.PTransform):
                 | "DetectLandmarks" >> beam.ParDo(self.detector)
                 | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
                     self.output, policy=self.policy, crop_size=self.crop_size,
-                    jpeg_quality=self.jpeg_quality, describe=self.describe))
+                    jpeg_quality=self.jpeg_quality, filesystems=self.filesystems,
+                    describe=self.describe))
                 | "SplitDetectFailures" >> SplitFailures())
 
 
@@ -207,24 +254,27 @@ class FitDoFn(beam.DoFn):
 
     The row itself is parked beside the face's crop in ``output``'s temporary folder.
 
-    The faces share one identity when ``pooled`` (they are one subject's). A pooled group of
-    ``auto:`` subjects, or of given subjects with ``check_subjects``, is checked against the
-    fit (:func:`fitting.identity_check.fit_with_identity_check`): faces the shared identity
-    does not fit are fitted alone, and an ``auto:`` subject is taken off such faces' rows.
+    The faces share one identity when ``pooled`` (they are one subject's, or one track's). A
+    pooled group of ``auto:`` subjects, or of given subjects with ``check_subjects``, is checked
+    against the fit (:func:`fitting.identity_check.fit_with_identity_check`): faces the shared
+    identity does not fit are fitted alone, and an ``auto:`` subject is taken off such faces'
+    rows.
     """
 
-    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
-                 check_subjects: bool = False):
+    def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str,
+                 filesystems: dict | None = None, *, check_subjects: bool = False):
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
+        self.filesystems = filesystems
         self.check_subjects = check_subjects
         self.model = None
 
     def setup(self):
         from fitting.models import load_model
 
+        use_filesystems(self.filesystems)
         self.model = load_once(("model", self.model_spec), lambda: load_model(self.model_spec))
         if self.model.content_hash != self.model_hash:
             raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
@@ -236,9 +286,10 @@ class FitDoFn(beam.DoFn):
 
         pooled, faces = element
         landmarks = np.stack([face.crop_landmarks for face in faces]).astype(np.float64)
-        subject_ids = [face.image.subject for face in faces] if pooled else None
+        subject_ids = [pool_id(face) for face in faces] if pooled else None
         # Each point weighted by the inverse of the landmarker's measured noise variance, with
-        # the fitter's unit priors: the MAP fit (fitting/noise.py).
+        # the fitter's unit priors: the MAP fit (fitting/noise.py; the profile is from
+        # studies/landmark_noise.py, RESULTS.md "Landmark noise profile").
         weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
         if pooled and self._checked(faces):
             fit, faces = self._fit_checked(landmarks, subject_ids, weights, faces)
@@ -255,6 +306,9 @@ class FitDoFn(beam.DoFn):
             row = to_row(face, fit, index, landmarker=self.landmarker,
                          model_id=self.model.model_id)
             yield face.image.source, writing.park_row(self.output, row, face.crop_bytes)
+
+    def finish_bundle(self):
+        PROGRESS.flush()
 
     def _checked(self, faces) -> bool:
         return self.check_subjects or is_automatic(faces[0].image.subject)
@@ -305,6 +359,9 @@ def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str)
         columns.LANDMARKER: landmarker,
         columns.MODEL_ID: model_id,
         columns.BLENDSHAPES: None if fit.blendshapes is None else _floats(fit.blendshapes[index]),
+        columns.FRAME_INDEX: face.image.frame_index,
+        columns.TIME_S: face.image.time_s,
+        columns.TRACK_ID: face.track_id,
         columns.FACE_DESCRIPTOR: None if face.descriptor is None else _floats(face.descriptor),
     }
 
@@ -314,11 +371,12 @@ SUBJECT_GROUP, BUCKET_GROUP = 1, 0
 
 
 def fit_group(face: FaceRecord) -> tuple:
-    """The fit group of a face: its subject, or one of ``FIT_BUCKETS`` hash buckets."""
-    if face.image.subject:
+    """The fit group of a face: its subject (or video track), or one of ``FIT_BUCKETS`` hash
+    buckets."""
+    pool = pool_id(face)
+    if pool:
         # Ints, never the subject's str: those hash differently in each worker process.
-        subject = hashlib.sha256(face.image.subject.encode("utf-8")).hexdigest()
-        return (SUBJECT_GROUP, *content_key(subject))
+        return (SUBJECT_GROUP, *text_key(pool))
     return (BUCKET_GROUP, int(face.id[:8], 16) % FIT_BUCKETS)
 
 
@@ -332,7 +390,8 @@ def _fit_chunks(element, *, subject_chunk_size: int):
 
 
 class FitMorphableModel(beam.PTransform):
-    """Faces -> ``(source, PendingRow)``; identity pooled per subject where subjects are known.
+    """Faces -> ``(source, PendingRow)``; identity pooled per subject where subjects are known,
+    else per video face track.
 
     Fitted rows are parked in ``output``'s temporary folder (``writing.park_row``).
 
@@ -344,13 +403,15 @@ class FitMorphableModel(beam.PTransform):
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
-                 subject_chunk_size: int, check_subjects: bool = False):
+                 subject_chunk_size: int, filesystems: dict | None = None,
+                 check_subjects: bool = False):
         super().__init__()
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
         self.subject_chunk_size = subject_chunk_size
+        self.filesystems = filesystems
         self.check_subjects = check_subjects
 
     def expand(self, faces):
@@ -361,7 +422,7 @@ class FitMorphableModel(beam.PTransform):
                                                 subject_chunk_size=self.subject_chunk_size)
                 | "FitMorphableModel" >> beam.ParDo(FitDoFn(
                     self.output, self.model_spec, self.model_hash, self.landmarker,
-                    check_subjects=self.check_subjects))
+                    self.filesystems, check_subjects=self.check_subjects))
                 | "SplitFitFailures" >> SplitFailures())
 
 
@@ -376,25 +437,43 @@ class LabelFaces(beam.PTransform):
 
     def expand(self, specs):
         opts = self.options
+        filesystems = filesystem_options(opts)
         records, read_failures = specs | "Read" >> ReadSources(
-            naming=naming(opts), max_file_bytes=opts.max_file_bytes)
+            naming=naming(opts), max_file_bytes=opts.max_file_bytes, filesystems=filesystems)
         survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
             self.known_ids)
         detector = DetectLandmarksDoFn(opts.landmarker, landmarker_options(opts))
+        stills = survivors | "Stills" >> beam.Filter(lambda record: not is_video_record(record))
+        videos = survivors | "Videos" >> beam.Filter(is_video_record)
         images, decode_failures = (
-            _detect_batches(survivors, batch_size=detector.batch_size)
-            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes))
+            _detect_batches(stills, batch_size=detector.batch_size)
+            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes,
+                                                filesystems))
             | "SplitDecodeFailures" >> SplitFailures())
-        faces, detect_failures = images | "Detect" >> DetectAndCrop(
-            detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
-            jpeg_quality=opts.jpeg_quality, describe=describes_faces(opts))
+        frame_batches, video_failures = videos | "Video" >> DecodeVideos(
+            video_limits(opts), batch_size=detector.batch_size, filesystems=filesystems)
+        frames = frame_batches | "FrameImages" >> beam.Map(_frame_images)
+        faces, detect_failures = ((images, frames) | "ImagesAndFrames" >> beam.Flatten()
+                                  | "Detect" >> DetectAndCrop(
+                                      detector, opts.output.rstrip("/"), policy=opts.faces,
+                                      crop_size=opts.crop_size,
+                                      jpeg_quality=opts.jpeg_quality,
+                                      filesystems=filesystems,
+                                      describe=describes_faces(opts)))
+        tracked = (faces
+                   | "VideoFaces" >> beam.Filter(lambda face: face.image.video_id is not None)
+                   | "Track" >> TrackFaces())
+        still_faces = faces | "StillFaces" >> beam.Filter(
+            lambda face: face.image.video_id is None)
+        faces = (still_faces, tracked) | "AllFaces" >> beam.Flatten()
         if opts.subject_from_faces:
             faces = faces | "SubjectsFromFaces" >> SubjectsFromFaces(
                 cluster_settings(opts), bucket_bits=opts.identity_bucket_bits)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
-            subject_chunk_size=opts.subject_chunk_size, check_subjects=opts.check_subjects)
-        failures = ((decode_failures, detect_failures, fit_failures)
+            subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems,
+            check_subjects=opts.check_subjects)
+        failures = ((decode_failures, video_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
         return {"rows": fitted, "failures": failures, "read_failures": read_failures,
@@ -406,6 +485,13 @@ def naming(options: GenerateOptions) -> Naming:
     return Naming(label_from_parent=options.label_from_parent,
                   subject_from_parent=options.subject_from_parent,
                   subject_pattern=options.subject_pattern)
+
+
+def video_limits(options: GenerateOptions) -> VideoLimits:
+    """How videos are sampled and refused, from the ``--video-*`` and ``--max-*`` flags."""
+    return VideoLimits(fps=options.video_fps, chunk_seconds=options.video_chunk_seconds,
+                       max_frames=options.max_frames_per_video,
+                       max_seconds=options.max_video_seconds, max_pixels=options.max_pixels)
 
 
 def describes_faces(options: GenerateOptions) -> bool:

@@ -5,11 +5,13 @@ These composites are shared by the jobs that read raw collections (``expnet gene
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import apache_beam as beam
 
 from pipelines.progress import PROGRESS
+from pipelines.resources import use_filesystems
 from pipelines.sources import Failure, Naming, expand_input, read_item
 
 
@@ -48,7 +50,8 @@ def expand_spec(element, *, naming: Naming):
         yield element
 
 
-def _read(item, *, max_file_bytes: int):
+def _read(item, *, max_file_bytes: int, filesystems: dict | None = None):
+    use_filesystems(filesystems)
     for record in read_item(item, max_file_bytes=max_file_bytes):
         if is_failure(record):
             yield record
@@ -59,12 +62,17 @@ def _read(item, *, max_file_bytes: int):
 
 
 class ReadSources(beam.PTransform):
-    """Input specs -> ``(SourceRecord``s, failures at stage ``read``)."""
+    """Input specs -> ``(SourceRecord``s, failures at stage ``read``).
 
-    def __init__(self, *, naming: Naming, max_file_bytes: int):
+    ``filesystems`` (:func:`pipelines.resources.filesystem_options`) configures Beam's
+    FileSystems on workers whose runner does not.
+    """
+
+    def __init__(self, *, naming: Naming, max_file_bytes: int, filesystems: dict | None = None):
         super().__init__()
         self.naming = naming
         self.max_file_bytes = max_file_bytes
+        self.filesystems = filesystems
 
     def expand(self, specs):
         items, expand_failures = (
@@ -75,7 +83,8 @@ class ReadSources(beam.PTransform):
         records, read_failures = (
             items
             | "SpreadItems" >> beam.Reshuffle()
-            | "ReadItems" >> beam.FlatMap(_read, max_file_bytes=self.max_file_bytes)
+            | "ReadItems" >> beam.FlatMap(_read, max_file_bytes=self.max_file_bytes,
+                                         filesystems=self.filesystems)
             .with_output_types(Any)
             | "SplitReadFailures" >> SplitFailures())
         failures = (expand_failures, read_failures) | "ReadFailures" >> beam.Flatten()
@@ -145,6 +154,11 @@ def content_key(content_id: str) -> tuple[int, ...]:
     """
     return tuple(int(content_id[start:start + 15], 16)
                  for start in range(0, len(content_id), 15))
+
+
+def text_key(text: str) -> tuple[int, ...]:
+    """The shuffle key of any string: :func:`content_key` of its sha256."""
+    return content_key(hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest())
 
 
 class Deduplicate(beam.PTransform):

@@ -8,6 +8,7 @@ process ends (workers are long-lived; a detector is tens of MB, a model a few).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -38,3 +39,43 @@ def loaded_keys() -> list[Hashable]:
     """Keys of the resources this process holds (for tests and diagnostics)."""
     with _LOCK:
         return list(_LOADED)
+
+
+def filesystem_options(options) -> dict:
+    """The run's flags that Beam's FileSystems need on a worker (S3 endpoint, credentials...).
+
+    Every flag given, as a plain dict (the input list left out: it can be long, and no
+    filesystem reads it).
+    """
+    flags = options.get_all_options(drop_default=True)
+    flags.pop("input", None)
+    return flags
+
+
+def use_filesystems(options: dict | None) -> None:
+    """Configure Beam's FileSystems in this process from ``filesystem_options``, once.
+
+    The launcher and Beam's SDK harness configure FileSystems themselves; Beam's Dask runner
+    does not, so without this a Dask worker meets ``s3://`` without its endpoint or keys.
+    """
+    if not options:
+        return
+
+    def configure():
+        from apache_beam.io.filesystems import FileSystems
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        FileSystems.set_options(PipelineOptions.from_dictionary(options))
+        return True
+
+    load_once(("filesystems", json.dumps(options, sort_keys=True, default=str)), configure)
+
+
+def with_filesystems(function: Callable, options: dict | None) -> Callable:
+    """``function`` for a ``Map``/``FlatMap`` that configures FileSystems before each call."""
+
+    def configured(*args, **kwargs):
+        use_filesystems(options)
+        return function(*args, **kwargs)
+
+    return configured

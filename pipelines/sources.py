@@ -1,8 +1,10 @@
 """Reading raw face collections: folders, globs, archives and manifests on any Beam filesystem.
 
 An input spec expands into :class:`SourceItem` (one file or archive to read); reading an item
-yields :class:`SourceRecord` (one image's bytes) or a :class:`Failure` at stage ``read``.
-Archive members are streamed, never extracted to disk.
+yields :class:`SourceRecord` (one image's bytes, or a video's content id) or a
+:class:`Failure` at stage ``read``. Archive members are streamed, never extracted to disk.
+Videos (plain files, not archive members) are hashed as a stream and never held in memory:
+their frames are decoded later, chunk by chunk, from the file itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import zipfile
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+from fitting.image import IMAGE_EXTENSIONS
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 ARCHIVE_EXTENSIONS = (".tar", ".tar.gz", ".tgz", ".zip")
 MANIFEST_EXTENSIONS = (".csv", ".jsonl")
 MANIFEST_PATH_COLUMNS = ("path", "uri")
@@ -187,6 +191,10 @@ def is_image_name(uri: str) -> bool:
     return _lower_name(uri).endswith(IMAGE_EXTENSIONS)
 
 
+def is_video_name(uri: str) -> bool:
+    return _lower_name(uri).endswith(VIDEO_EXTENSIONS)
+
+
 def is_archive_name(uri: str) -> bool:
     return _lower_name(uri).endswith(ARCHIVE_EXTENSIONS)
 
@@ -238,10 +246,10 @@ def expand_input(spec: str, naming: Naming | None = None):
                           "the input pattern matched no file")
             return
         if spec.endswith("/"):
-            uris = [uri for uri in uris if is_image_name(uri) or is_archive_name(uri)]
+            uris = [uri for uri in uris if _is_collected_name(uri)]
     if not uris:
         yield Failure(uri_id(spec), spec, spec, "read", "no_match",
-                      "the input matched no image or archive file")
+                      "the input matched no image, video or archive file")
         return
     for uri in sorted(uris):
         if is_archive_name(uri):
@@ -258,13 +266,19 @@ def _match(pattern: str) -> list[str] | None:
     return [metadata.path for metadata in results]
 
 
+def _is_collected_name(uri: str) -> bool:
+    """Whether a folder's file is an input: an image, a video or an archive."""
+    return is_image_name(uri) or is_video_name(uri) or is_archive_name(uri)
+
+
 def _walk_local(root: str):
-    """Image and archive files under a local folder; symbolic links are not followed into."""
+    """Image, video and archive files under a local folder; symbolic links are not followed
+    into."""
     for folder, subfolders, files in os.walk(root, followlinks=False):
         subfolders.sort()
         for name in sorted(files):
             path = os.path.join(folder, name)
-            if is_image_name(path) or is_archive_name(path):
+            if _is_collected_name(path):
                 yield path
 
 
@@ -339,12 +353,18 @@ def _manifest_rows(text: str, *, jsonl: bool):
 def read_item(item: SourceItem, *, max_file_bytes: int):
     """Read one item: a file gives one record, an archive one record per image member.
 
+    A video's record has no bytes: its content id is hashed from a stream, and its frames are
+    decoded from ``location`` later.
+
     Yields
     ------
     SourceRecord or Failure
     """
     if item.kind == "archive":
         yield from _read_archive(item, max_file_bytes=max_file_bytes)
+        return
+    if is_video_name(item.uri):
+        yield _read_video(item, max_file_bytes=max_file_bytes)
         return
     try:
         with _open(item.uri) as handle:
@@ -359,6 +379,32 @@ def read_item(item: SourceItem, *, max_file_bytes: int):
         return
     yield SourceRecord(item.uri, item.source, data, item.label, item.subject,
                        location=item.uri)
+
+
+HASH_BLOCK_BYTES = 1 << 20
+
+
+def _read_video(item: SourceItem, *, max_file_bytes: int):
+    """A video's record (content id, no bytes) or a read failure."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with _open(item.uri) as handle:
+            while block := handle.read(HASH_BLOCK_BYTES):
+                size += len(block)
+                if size > max_file_bytes:
+                    return Failure(uri_id(item.uri), item.uri, item.source, "read",
+                                   "file_too_large", f"larger than {max_file_bytes} bytes")
+                digest.update(block)
+    except (OSError, ValueError) as error:
+        return Failure(uri_id(item.uri), item.uri, item.source, "read", "unreadable",
+                       str(error))
+    return SourceRecord(item.uri, item.source, None, item.label, item.subject,
+                        content_id=digest.hexdigest(), location=item.uri)
+
+
+def open_location(uri: str):
+    """A binary, seekable file object for a plain file on any Beam filesystem."""
+    return _open(uri)
 
 
 def _read_archive(item: SourceItem, *, max_file_bytes: int):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 
+from pipelines.output_state import reader
 from schemas import rows as columns
-from schemas.parquet import read_parquet
 
 
 def format_summary(stats: dict, output: str, *, label_examples: int = 3) -> str:
@@ -35,15 +34,16 @@ def format_summary(stats: dict, output: str, *, label_examples: int = 3) -> str:
 
 def _label_lines(output: str, shards: list, count: int) -> list[str]:
     lines = []
+    dataset = reader(output)
     for shard in shards:
         if len(lines) >= count:
             break
         if not shard["rows"]:
             continue
-        with FileSystems.open(f"{output}/{shard['name']}") as handle:
-            # Decoded from memory on this thread: no Arrow thread outlives it (schemas.parquet).
-            table = read_parquet(handle.read(), [columns.SOURCE_URI, columns.EXPRESSION,
-                                                 columns.YAW, columns.FIT_RESIDUAL])
+        # Decoded from memory on this thread: no Arrow thread outlives it (schemas.parquet).
+        table = dataset.read_table(dataset.path(shard["name"]),
+                                   [columns.SOURCE_URI, columns.EXPRESSION, columns.YAW,
+                                    columns.FIT_RESIDUAL])
         for row in table.slice(0, count - len(lines)).to_pylist():
             expression = np.array(row[columns.EXPRESSION])
             head = " ".join(f"{value:+.2f}" for value in expression[:6])

@@ -6,6 +6,15 @@ Render 200 faces and label them with the usual pipeline (DirectRunner)::
     expnet synth --count 200 --output /tmp/synth --seed 0
     expnet generate --input /tmp/synth/manifest.jsonl --output /tmp/synth-labels
 
+Sequences (``--frames N``): each of the ``--count`` items is one identity whose expression and
+head pose move smoothly over N frames (:mod:`synth.sequences`), written as
+``OUTPUT/videos/NNNNNN.mp4`` (H.264, ``--fps``), its manifest row holding the identity and a
+``frames`` list with every frame's labels (``frame``, ``time_s`` and the keys below). With
+``expnet generate --video-fps`` equal to ``--fps`` a row's ``frame_index`` is its frame::
+
+    expnet synth --geometry model --count 4 --frames 50 --fps 10 --output /tmp/seq
+    expnet generate --input /tmp/seq/manifest.jsonl --video-fps 10 --output /tmp/seq-labels
+
 Writes ``OUTPUT/images/NNNNNN.png`` and ``OUTPUT/manifest.jsonl``: one JSON object per image,
 sorted by index, with ``path`` (relative to the manifest, so ``expnet generate`` reads the
 manifest directly and ignores the other keys) and the ground truth: ``expression`` (29 sigma
@@ -29,10 +38,13 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines import writing
+from pipelines.dask_partitions import bound_flatten_partitions, uses_dask
 from pipelines.errors import OptionsError
 
 SYNTH_MANIFEST_NAME = "manifest.jsonl"
 IMAGES_DIR = "images"
+VIDEOS_DIR = "videos"
+VIDEO_CRF = "12"          # H.264 quality: near-lossless, so labels are judged, not the codec
 IMAGE_FORMATS = ("png", "jpg")
 JPEG_QUALITY = 95
 
@@ -56,6 +68,62 @@ def encode_image(image: np.ndarray, image_format: str) -> bytes:
     return encoded.tobytes()
 
 
+def video_name(index: int) -> str:
+    """Relative path of sequence ``index``: ``videos/000042.mp4``."""
+    return f"{VIDEOS_DIR}/{index:06d}.mp4"
+
+
+def encode_video(images: list, fps: int) -> bytes:
+    """H.264 .mp4 bytes of RGB frames, frame ``t`` at ``t / fps`` s; deterministic (one
+    encoder thread, fixed quality)."""
+    import io
+    from fractions import Fraction
+
+    import av
+
+    buffer = io.BytesIO()
+    height, width = images[0].shape[:2]
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": VIDEO_CRF})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 1
+        frames = []
+        for number, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts, frame.time_base = number, Fraction(1, fps)
+            frames.append(frame)
+        for frame in [*frames, None]:          # None flushes the encoder
+            for packet in stream.encode(frame):
+                container.mux(packet)
+    return buffer.getvalue()
+
+
+def face_truth(face) -> dict:
+    """The labels of one :class:`synth.faces.SyntheticFace` (no identity) as JSON values."""
+    return {
+        "expression": face.expression.tolist(),
+        "expression_units": face.expression_units,
+        "yaw": face.yaw,
+        "pitch": face.pitch,
+        "roll": face.roll,
+        "scale": face.scale,
+        "translation": face.translation.tolist(),
+        "landmarks_2d": np.round(face.landmarks_2d, 3).tolist(),
+    }
+
+
+def sequence_row(faces: list, *, index: int, seed: int, path: str, geometry: str, model,
+                 fps: int) -> dict:
+    """The ground truth of one sequence: its identity, and every frame's labels."""
+    return {
+        "index": index, "path": path, "seed": seed, "geometry": geometry,
+        "model_id": model.model_id, "model_hash": model.content_hash, "fps": fps,
+        "identity": faces[0].identity.tolist(),
+        "frames": [{"frame": number, "time_s": number / fps, **face_truth(face)}
+                   for number, face in enumerate(faces)],
+    }
+
+
 def manifest_row(face, *, index: int, seed: int, path: str, geometry: str, model,
                  images_per_subject: int = 1) -> dict:
     """The ground truth of one :class:`synth.faces.SyntheticFace` as a JSON object."""
@@ -66,15 +134,8 @@ def manifest_row(face, *, index: int, seed: int, path: str, geometry: str, model
         "geometry": geometry,
         "model_id": model.model_id,
         "model_hash": model.content_hash,
-        "expression": face.expression.tolist(),
         "identity": face.identity.tolist(),
-        "expression_units": face.expression_units,
-        "yaw": face.yaw,
-        "pitch": face.pitch,
-        "roll": face.roll,
-        "scale": face.scale,
-        "translation": face.translation.tolist(),
-        "landmarks_2d": np.round(face.landmarks_2d, 3).tolist(),
+        **face_truth(face),
     }
     if images_per_subject > 1:
         # ``expnet generate`` fits one identity per subject of its input manifest.
@@ -91,8 +152,10 @@ class RenderFaceDoFn(beam.DoFn):
     """
 
     def __init__(self, *, output: str, model_spec: str, geometry: str, wheel_path: str | None,
-                 seed: int, image_format: str, synth_options: dict):
+                 seed: int, image_format: str, synth_options: dict,
+                 sequence_options: dict | None = None):
         self.output = output
+        self.sequence_options = sequence_options
         self.model_spec = model_spec
         self.geometry_mode = geometry
         self.wheel_path = wheel_path
@@ -111,6 +174,9 @@ class RenderFaceDoFn(beam.DoFn):
     def process(self, index):
         from synth.faces import synthesize_face
 
+        if self.sequence_options:
+            yield self.render_sequence(index)
+            return
         face = synthesize_face(self.geometry, seed=self.seed, index=index, **self.synth_options)
         path = image_name(index, self.image_format)
         writing.write_atomically(self.output, path, encode_image(face.image, self.image_format))
@@ -118,6 +184,24 @@ class RenderFaceDoFn(beam.DoFn):
         yield manifest_row(face, index=index, seed=self.seed, path=path,
                            geometry=self.geometry_mode, model=self.geometry.model,
                            images_per_subject=self.synth_options["images_per_subject"])
+
+
+    def render_sequence(self, index: int) -> dict:
+        """Render sequence ``index``, write its video; its manifest row."""
+        from synth.sequences import synthesize_sequence
+
+        options = dict(self.synth_options)
+        options.pop("images_per_subject")
+        fps = self.sequence_options["fps"]
+        faces = synthesize_sequence(self.geometry, seed=self.seed, index=index,
+                                    frames=self.sequence_options["frames"],
+                                    keyframes=self.sequence_options["keyframes"], **options)
+        path = video_name(index)
+        writing.write_atomically(self.output, path,
+                                 encode_video([face.image for face in faces], fps))
+        beam.metrics.Metrics.counter("expnet", "sequences").inc()
+        return sequence_row(faces, index=index, seed=self.seed, path=path,
+                            geometry=self.geometry_mode, model=self.geometry.model, fps=fps)
 
 
 def write_manifest(rows: list, *, output: str) -> int:
@@ -183,6 +267,13 @@ def synth_parser() -> argparse.ArgumentParser:
                         help="'open' or a model .npz; labels are in its sigma units")
     parser.add_argument("--image-format", "--image_format", dest="image_format",
                         default="png", choices=IMAGE_FORMATS)
+    parser.add_argument("--frames", type=int, default=0,
+                        help="frames per sequence: each of --count becomes a video of one "
+                             "identity with smoothly moving expression and pose (0: still "
+                             "images)")
+    parser.add_argument("--fps", type=int, default=10, help="frame rate of the sequences")
+    parser.add_argument("--keyframes", type=int, default=3,
+                        help="random expressions and poses a sequence moves through")
     parser.add_argument("--quiet", action="store_true", help="print no summary")
     return parser
 
@@ -207,6 +298,10 @@ def validate_options(options: argparse.Namespace) -> list[str]:
         problems.append("--expression-scale and --identity-scale must be >= 0")
     if options.images_per_subject < 1:
         problems.append(f"--images-per-subject must be >= 1, got {options.images_per_subject}")
+    if options.frames < 0 or not 1 <= options.fps <= 240 or options.keyframes < 2:
+        problems.append("--frames must be >= 0, --fps in 1..240 and --keyframes >= 2")
+    if options.frames and options.images_per_subject > 1:
+        problems.append("a sequence is one identity: give --frames or --images-per-subject")
     return problems
 
 
@@ -220,7 +315,9 @@ def build(pipeline: beam.Pipeline, options: argparse.Namespace, wheel_path: str 
                        "max_pitch": options.max_pitch, "max_roll": options.max_roll,
                        "expression_scale": options.expression_scale,
                        "identity_scale": options.identity_scale,
-                       "images_per_subject": options.images_per_subject})
+                       "images_per_subject": options.images_per_subject},
+        sequence_options=({"frames": options.frames, "fps": options.fps,
+                           "keyframes": options.keyframes} if options.frames else None))
     return (pipeline
             | "FaceIndices" >> beam.Create(list(range(options.count)))
             | "Synthesize" >> SynthesizeFaces(render)
@@ -250,13 +347,16 @@ def run(argv=None) -> dict:
     output = options.output.rstrip("/")
     writing.ensure_dir(output)
     started = time.time()
+    if uses_dask(pipeline_options):
+        bound_flatten_partitions()
     with beam.Pipeline(options=pipeline_options) as pipeline:
         build(pipeline, options, wheel_path)
     writing.remove_temporary(output)
     summary = {"manifest": f"{output}/{SYNTH_MANIFEST_NAME}", "count": options.count,
                "wall_seconds": round(time.time() - started, 3)}
     if not options.quiet:
-        print(f"expnet synth: {summary['count']} faces ({options.geometry} geometry) in "
+        made = f"{options.frames}-frame sequences" if options.frames else "faces"
+        print(f"expnet synth: {summary['count']} {made} ({options.geometry} geometry) in "
               f"{summary['wall_seconds']} s; manifest {summary['manifest']}")
     return summary
 

@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.collect import ToOneList
+from pipelines.resources import use_filesystems
 from schemas import FAILURE_SCHEMA, DatasetMetadata, shard_schema
 from schemas import rows as columns
-from schemas.layout import FAILURES_DIR, TEMP_DIR, shard_name, shard_of
+from schemas.layout import FAILURES_DIR, ROWS_PER_GROUP, TEMP_DIR, shard_name, shard_of
 
 TARGET_SHARD_BYTES = 256 * 1024 * 1024
-ROWS_PER_GROUP = 100
 ROW_OVERHEAD_BYTES = 2048  # labels, landmarks and pose of one row, beside its image
 
 
@@ -205,10 +205,15 @@ class _CountingWriter:
 class WriteShardDoFn(beam.DoFn):
     """Writes one shard from ``((index, count), rows)``; emits ``(name, rows, bytes)``."""
 
-    def __init__(self, output_dir: str, metadata: DatasetMetadata, prefix: str = "part"):
+    def __init__(self, output_dir: str, metadata: DatasetMetadata, prefix: str = "part",
+                 filesystems: dict | None = None):
         self.output_dir = output_dir.rstrip("/")
         self.metadata = metadata
         self.prefix = prefix
+        self.filesystems = filesystems
+
+    def setup(self):
+        use_filesystems(self.filesystems)
 
     def process(self, element):
         (index, count), rows = element
@@ -253,12 +258,13 @@ class WriteShards(beam.PTransform):
     """
 
     def __init__(self, output_dir: str, metadata: DatasetMetadata, *, num_shards: int = 0,
-                 prefix: str = "part"):
+                 prefix: str = "part", filesystems: dict | None = None):
         super().__init__()
         self.output_dir = output_dir
         self.metadata = metadata
         self.num_shards = num_shards
         self.prefix = prefix
+        self.filesystems = filesystems
 
     def expand(self, rows):
         return (rows
@@ -266,7 +272,8 @@ class WriteShards(beam.PTransform):
                 | "AssignShards" >> beam.FlatMap(assign_shards, num_shards=self.num_shards)
                 | "GroupByShard" >> beam.GroupByKey()
                 | "WriteShard" >> beam.ParDo(
-                    WriteShardDoFn(self.output_dir, self.metadata, self.prefix)))
+                    WriteShardDoFn(self.output_dir, self.metadata, self.prefix,
+                                   self.filesystems)))
 
 
 def assign_shards(pending_rows: list, *, num_shards: int = 0):
@@ -305,7 +312,3 @@ def write_json(output_dir: str, name: str, document: dict) -> None:
     data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
     write_atomically(output_dir, name, data)
 
-
-def read_json(path: str) -> dict:
-    with FileSystems.open(path) as handle:
-        return json.loads(handle.read().decode("utf-8"))

@@ -2,7 +2,8 @@
 
 Shards are Parquet files of :data:`ROW_SCHEMA` rows whose schema metadata carries a
 :class:`DatasetMetadata`; failures are Parquet files of :data:`FAILURE_SCHEMA` rows; file
-names and folder layout are in :mod:`schemas.layout`, the manifest in :mod:`schemas.manifest`.
+names and folder layout are in :mod:`schemas.layout`, the manifest and stats in
+:mod:`schemas.manifest`, and :mod:`schemas.reader` is the one reader of a dataset folder.
 """
 
 from schemas.metadata import DatasetMetadata, SchemaError, shard_schema

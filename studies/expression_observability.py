@@ -1,9 +1,7 @@
-"""How much of each expression component 68 landmarks can tell: a model's label ceiling.
+"""python -m studies.expression_observability [--model open] [--yaw 0 45]: label ceiling.
 
-Run::
-
-    .venv/bin/python -m studies.expression_observability [--model open|synthetic|FILE.npz]
-        [--noise-px 1] [--yaw 0 45]
+How much of each expression component 68 landmarks can tell: a model's label ceiling
+(``--model`` is ``open``, ``synthetic`` or a model file; ``--noise-px 1`` the landmark noise).
 
 For a linear Gaussian model of the fit at a fixed pose (the landmarks' 2D rows ``A`` of the
 identity and expression bases, both coefficient sets ~ N(0, 1), landmark noise of variance

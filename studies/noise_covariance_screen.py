@@ -1,10 +1,9 @@
-"""Screening: would a full (correlated) landmark noise covariance give better labels?
+"""python -m studies.noise_covariance_screen --workdir DIR: would correlated noise help?
 
-Run, on the work folder of a model-geometry label-fidelity run::
+Screening: would a full (correlated) landmark noise covariance give better labels? ``DIR`` is
+the work folder of a model-geometry label-fidelity run, e.g. made by::
 
-    .venv/bin/python -m studies.label_fidelity --count 1000 --seed 3 --geometry model \
-        --workdir /tmp/lf-model
-    .venv/bin/python -m studies.noise_covariance_screen --workdir /tmp/lf-model
+    python -m studies.label_fidelity --count 1000 --seed 3 --geometry model --workdir DIR
 
 For every face dlib found, the landmark error is dlib's point (``source_landmarks``) minus the
 true projected landmark vertex (the synth manifest's ``landmarks_2d``), in model mm (divided by
@@ -20,7 +19,6 @@ row replaces the dlib errors by independent Gaussian noise of the same per-coord
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 
 import numpy as np
@@ -31,6 +29,7 @@ from fitting.models import load_model
 from fitting.noise import DLIB_NOISE_MM2
 from pipelines import synth
 from schemas import rows as columns
+from schemas.reader import DatasetReader
 from studies.expression_observability import centred_landmark_rows
 
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])   # image y points down
@@ -39,7 +38,7 @@ _FLIP_Y = np.diag([1.0, -1.0, 1.0])   # image y points down
 def load_faces(workdir: str, model):
     """(errors (F, 136) mm, landmark rows (F, 136, K), true coefficients (F, K))."""
     truth = synth.read_ground_truth(os.path.join(workdir, "synth", synth.SYNTH_MANIFEST_NAME))
-    table = pq.read_table(sorted(glob.glob(os.path.join(workdir, "labels", "part-*.parquet"))),
+    table = pq.read_table(DatasetReader(os.path.join(workdir, "labels")).shard_paths(),
                           columns=[columns.SOURCE_URI, columns.SOURCE_LANDMARKS]).to_pylist()
     basis = np.concatenate([model.identity_basis[model.landmark_indices],
                             model.expression_basis[model.landmark_indices]], axis=2)

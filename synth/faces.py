@@ -161,23 +161,78 @@ def synthesize_face(geometry: FaceGeometry, *, seed: int, index: int, image_size
     angles = rng.uniform(-1.0, 1.0, 3) * np.array([max_yaw, max_pitch, max_roll])
     if yaw is not None:
         angles[0] = yaw
+    scene = sample_scene(geometry, rng, image_size=image_size, face_fraction=face_fraction)
+    return render_face(geometry, scene, identity_weights, expression_weights, angles)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scene:
+    """Everything about a rendering but the face's shape and pose: framing, colours, light.
+
+    Attributes
+    ----------
+    image_size : int
+    scale : float                  pixels per mm
+    offset : (2,) float64          image offset of the face centre from the image centre
+    vertex_colours : (N, 3) float64
+    light_direction : (3,) float64
+    ambient : float
+    background : (3,) float64
+    noise_std : float
+    noise_seed : int
+    """
+
+    image_size: int
+    scale: float
+    offset: np.ndarray
+    vertex_colours: np.ndarray
+    light_direction: tuple
+    ambient: float
+    background: np.ndarray
+    noise_std: float
+    noise_seed: int
+
+
+def sample_scene(geometry: FaceGeometry, rng: np.random.Generator, *, image_size: int,
+                 face_fraction: tuple) -> Scene:
+    """Draw a scene from ``rng`` (the draws of :func:`synthesize_face`, in its order)."""
+    skin = geometry.model.mean
+    height_mm = skin[:, 1].max() - skin[:, 1].min()
+    scale = image_size * rng.uniform(*face_fraction) / height_mm
+    offset = rng.uniform(-0.05, 0.05, 2) * image_size
+    vertex_colours = _vertex_colours(geometry, rng)
+    light_direction = (*rng.uniform(-0.6, 0.6, 2), 1.0)
+    ambient = rng.uniform(0.25, 0.45)
+    background = rng.uniform(20.0, 235.0, 3)
+    noise_std = rng.uniform(1.0, 4.0)
+    return Scene(image_size, scale, offset, vertex_colours, light_direction, ambient,
+                 background, noise_std, int(rng.integers(2 ** 31)))
+
+
+def render_face(geometry: FaceGeometry, scene: Scene, identity_weights: np.ndarray,
+                expression_weights: np.ndarray, angles: np.ndarray) -> SyntheticFace:
+    """Render one face of ``scene`` and return it with its exact labels.
+
+    Parameters
+    ----------
+    identity_weights : (P_id,) float64     expression_weights : (P_exp,) float64
+    angles : (3,) float64                  yaw, pitch, roll in degrees
+    """
+    image_size = scene.image_size
     rotation = euler_to_rotation(*(angles[i:i + 1] for i in range(3)))[0]
     vertices = geometry.shape(identity_weights, expression_weights)
     skin = geometry.model.mean
     centre = (skin.min(axis=0) + skin.max(axis=0)) / 2.0
-    height_mm = skin[:, 1].max() - skin[:, 1].min()
-    scale = image_size * rng.uniform(*face_fraction) / height_mm
-    offset = rng.uniform(-0.05, 0.05, 2) * image_size
-    translation = np.full(2, (image_size - 1) / 2.0) + offset
-    placed = to_image(vertices - centre, rotation=rotation, scale=scale,
+    translation = np.full(2, (image_size - 1) / 2.0) + scene.offset
+    placed = to_image(vertices - centre, rotation=rotation, scale=scene.scale,
                       translation=translation)
     rendering = render_mesh(
         placed, geometry.triangles, image_size=(image_size, image_size),
-        vertex_colors=_vertex_colours(geometry, rng),
-        light_direction=(*rng.uniform(-0.6, 0.6, 2), 1.0), ambient=rng.uniform(0.25, 0.45),
-        background=rng.uniform(20.0, 235.0, 3), noise_std=rng.uniform(1.0, 4.0),
-        seed=int(rng.integers(2 ** 31)))
-    origin = to_image(-centre[None], rotation=rotation, scale=scale, translation=translation)
+        vertex_colors=scene.vertex_colours, light_direction=scene.light_direction,
+        ambient=scene.ambient, background=scene.background, noise_std=scene.noise_std,
+        seed=scene.noise_seed)
+    origin = to_image(-centre[None], rotation=rotation, scale=scene.scale,
+                      translation=translation)
     active = np.flatnonzero(expression_weights)
     return SyntheticFace(
         image=rendering.image,
@@ -186,7 +241,7 @@ def synthesize_face(geometry: FaceGeometry, *, seed: int, index: int, image_size
         expression_units={geometry.expression_names[k]: float(expression_weights[k])
                           for k in active},
         yaw=float(angles[0]), pitch=float(angles[1]), roll=float(angles[2]),
-        scale=float(scale), translation=origin[0, :2],
+        scale=float(scene.scale), translation=origin[0, :2],
         landmarks_2d=placed[geometry.model.landmark_indices, :2])
 
 

@@ -26,8 +26,9 @@ from schemas import ROW_SCHEMA, DatasetMetadata
 from schemas.rows import EXPRESSION, IMAGE
 from training.batch import BatchConverter, batched_rows
 from training.decode import DECODERS, decode_image, image_to_tensor
-from training.shards import ShardSet
+from training.shards import ShardSet, read_columns
 from training.split import epoch_order, piece_bounds, rank_rows, worker_ranges
+from training.tracks import read_track_columns, rows_per_track
 
 DEFAULT_COLUMNS = (IMAGE, EXPRESSION)
 DEFAULT_SHUFFLE_BUFFER = 1024
@@ -279,8 +280,8 @@ class ExpressionShards(_ShardDatasetBase, IterableDataset):
                     if parquet is not None:
                         parquet.close(force=True)
                     open_index, parquet = shard_index, self.shard_set.open(shard_index)
-                table = parquet.read_row_group(group_index,
-                                               columns=parquet_columns(self.columns))
+                table = read_columns(parquet, parquet_columns(self.columns),
+                                     row_group=group_index)
                 yield from table_rows(table.slice(start, stop - start), self.columns)
         finally:
             if parquet is not None:
@@ -310,12 +311,19 @@ class ExpressionShardsMap(_ShardDatasetBase, Dataset):
     """Random access to the rows of a small set of shards, held in memory (images encoded).
 
     Same parameters and outputs as :class:`ExpressionShards`, minus the streaming ones;
-    row ``index`` is the ``index``-th row of the shards in path order.
+    row ``index`` is the ``index``-th row of the shards in path order (of the rows kept).
+
+    Parameters
+    ----------
+    max_rows_per_track : int, optional
+        keep at most this many rows of each video face track, evenly spaced in time (see
+        :func:`training.tracks.rows_per_track`); rows of still images are all kept
     """
 
     def __init__(self, path_or_paths, *, transform: Callable | None = None,
                  columns: Sequence[str] | None = None, allow_mixed_models: bool = False,
-                 decode: str = "cv2", return_dict: bool | None = None, filesystem=None):
+                 decode: str = "cv2", return_dict: bool | None = None, filesystem=None,
+                 max_rows_per_track: int | None = None):
         self.columns = _check_columns(columns)
         self.converter = _RowConverter(
             self.columns, transform=transform, decoder=decode,
@@ -325,6 +333,11 @@ class ExpressionShardsMap(_ShardDatasetBase, Dataset):
         table = self.shard_set.read_table(parquet_columns(self.columns))
         self._values = [column_values(table, name) for name in self.columns]
         self._length = len(table)
+        if max_rows_per_track is not None:
+            keep = rows_per_track(*read_track_columns(self.shard_set),
+                                  per_track=max_rows_per_track)
+            self._values = [[values[row] for row in keep] for values in self._values]
+            self._length = len(keep)
 
     def __len__(self) -> int:
         return self._length

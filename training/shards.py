@@ -3,15 +3,14 @@
 A :class:`ShardSet` is the list of Parquet shards behind a dataset, each with its schema
 metadata and the row count of every row group. Paths may be local, any URI pyarrow knows
 (``s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http``, ``gs://``, ``hdfs://``) or
-any fsspec URI; a folder means the shards its ``manifest.json`` lists (else the ``*.parquet``
-files directly inside it, so a run's ``failures/`` stay out) and a last component with ``*``
-or ``?`` is a glob.
+any fsspec URI; a folder means the shards :meth:`schemas.reader.DatasetReader.shard_paths`
+names (its manifest's, else the ``*.parquet`` files directly inside) and a last component
+with ``*`` or ``?`` is a glob.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from schemas import DatasetMetadata, SchemaError, schema_problems
-from schemas.layout import MANIFEST_NAME
-from schemas.manifest import parse_manifest
+from schemas import ROW_SCHEMA, DatasetMetadata, SchemaError, schema_problems
+from schemas.reader import ArrowStorage, DatasetReader, storage_for
 
 FOOTER_THREADS = 16
 GLOB_CHARACTERS = "*?["
@@ -50,73 +48,29 @@ class Shard:
         return sum(self.row_group_rows)
 
 
-def resolve_filesystem(uri: str, filesystem=None) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and the path inside it for ``uri``.
-
-    ``filesystem`` may be a ``pyarrow.fs.FileSystem`` or an fsspec filesystem; without one it
-    is inferred from the URI: pyarrow's own filesystems first, then fsspec's.
-    """
-    uri = os.fspath(uri)
-    if filesystem is not None:
-        if not isinstance(filesystem, pafs.FileSystem):
-            filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(filesystem))
-        return filesystem, uri.split("://", 1)[-1].split("?", 1)[0]
-    if "://" not in uri:
-        return pafs.LocalFileSystem(), os.path.abspath(uri)
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-        # A scheme pyarrow has no native filesystem for: let fsspec find one.
-        import fsspec
-
-        fsspec_filesystem, path = fsspec.core.url_to_fs(uri)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec_filesystem)), path
-
-
-def expand_paths(filesystem: pafs.FileSystem, path: str) -> list[str]:
-    """Shard files named by ``path``: itself, the ``*.parquet`` inside a folder, or a glob."""
-    info = filesystem.get_file_info(path)
+def expand_paths(storage: ArrowStorage, path: str) -> list[str]:
+    """Shard files named by ``path``: itself, the shards of a dataset folder, or a glob."""
+    info = storage.filesystem.get_file_info(path)
     if info.type == pafs.FileType.File:
         return [path]
     if info.type == pafs.FileType.Directory:
-        listed = manifest_shards(filesystem, path)
-        if listed is not None:
-            return listed
-        listing = filesystem.get_file_info(pafs.FileSelector(path))
-        return sorted(entry.path for entry in listing
-                      if entry.type == pafs.FileType.File and entry.path.endswith(".parquet"))
+        return DatasetReader(path, storage).shard_paths()
     parent, _, pattern = path.rstrip("/").rpartition("/")
     if any(character in pattern for character in GLOB_CHARACTERS):
-        if filesystem.get_file_info(parent).type != pafs.FileType.Directory:
+        if storage.filesystem.get_file_info(parent).type != pafs.FileType.Directory:
             raise FileNotFoundError(f"no folder {parent!r} for the glob {pattern!r}")
-        listing = filesystem.get_file_info(pafs.FileSelector(parent))
-        return sorted(entry.path for entry in listing if entry.type == pafs.FileType.File
-                      and fnmatch.fnmatch(entry.path.rpartition("/")[2], pattern))
+        return [entry.path for entry in storage.match(path)]
     raise FileNotFoundError(f"no shard file or folder at {path!r}")
 
 
-def manifest_shards(filesystem: pafs.FileSystem, folder: str) -> list[str] | None:
-    """The shards a folder's ``manifest.json`` lists, or None when it has no manifest.
-
-    ``expnet generate`` writes the manifest last, so it names exactly the shards of complete
-    runs: shards an interrupted or running incremental run has already renamed into place
-    are not read before their run completes.
-    """
-    path = f"{folder.rstrip('/')}/{MANIFEST_NAME}"
-    if filesystem.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with filesystem.open_input_stream(path) as handle:
-        return parse_manifest(handle.read()).shard_paths(folder)
-
-
-def read_shard(filesystem: pafs.FileSystem, path: str) -> Shard:
+def read_shard(storage: ArrowStorage, path: str) -> Shard:
     """Read the footer of one shard and check its schema.
 
     Raises
     ------
     SchemaError   when the schema or its metadata is not a known label-shard schema
     """
-    with filesystem.open_input_file(path) as handle:
+    with storage.open(path) as handle:
         parquet = pq.ParquetFile(handle)
         schema = parquet.schema_arrow
         footer = parquet.metadata
@@ -168,14 +122,14 @@ class ShardSet:
             path_or_paths = [path_or_paths]
         files = []
         for uri in path_or_paths:
-            resolved, path = resolve_filesystem(uri, filesystem)
+            resolved, path = storage_for(uri, filesystem)
             paths = expand_paths(resolved, path)
             if not paths:
                 raise FileNotFoundError(f"no *.parquet shards at {os.fspath(uri)!r}")
             files.extend((resolved, found) for found in paths)
         if not files:
             raise FileNotFoundError("no shard paths given")
-        self.filesystems = tuple(resolved for resolved, _ in files)
+        self.storages = tuple(resolved for resolved, _ in files)
         with ThreadPoolExecutor(max_workers=min(FOOTER_THREADS, len(files))) as pool:
             self.shards = tuple(pool.map(lambda item: read_shard(*item), files))
         if not allow_mixed_models:
@@ -221,7 +175,7 @@ class ShardSet:
         local reads skip that extra copy. Close it with ``.close(force=True)``.
         """
         shard = self.shards[shard_index]
-        filesystem = self.filesystems[shard_index]
+        filesystem = self.storages[shard_index].filesystem
         handle = filesystem.open_input_file(shard.path)
         remote = not isinstance(filesystem, pafs.LocalFileSystem)
         return pq.ParquetFile(handle, metadata=shard.footer, pre_buffer=remote)
@@ -232,8 +186,24 @@ class ShardSet:
         for shard_index in range(len(self.shards)):
             parquet = self.open(shard_index)
             try:
-                table = parquet.read(columns=list(columns))
+                table = read_columns(parquet, columns)
             finally:
                 parquet.close(force=True)
             tables.append(table.replace_schema_metadata(None))
         return pa.concat_tables(tables)
+
+
+def read_columns(parquet: pq.ParquetFile, columns: Sequence[str], *,
+                 row_group: int | None = None) -> pa.Table:
+    """Read ``columns`` (Parquet column paths, e.g. ``image.bytes``) of a shard, or of one of
+    its row groups; a column an older schema version lacks (``schemas.rows.COLUMN_SINCE``)
+    comes back as nulls of its type."""
+    names = set(parquet.schema_arrow.names)
+    present = [name for name in columns if name.split(".", 1)[0] in names]
+    table = (parquet.read(columns=present) if row_group is None
+             else parquet.read_row_group(row_group, columns=present))
+    for name in columns:
+        if name.split(".", 1)[0] not in names:
+            field = ROW_SCHEMA.field(name)
+            table = table.append_column(field, pa.nulls(table.num_rows, type=field.type))
+    return table

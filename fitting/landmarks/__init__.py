@@ -1,20 +1,26 @@
 """Face and 68-point landmark detectors behind one interface.
 
-Every backend has ``name``, ``version``, ``load()`` (heavy, once per process) and
-``detect_batch(images) -> list[ImageFaces]`` over ``(H, W, 3)`` uint8 RGB images.
+Every backend follows :class:`Landmarker`: ``name``, ``version``, ``load()`` (heavy, once per
+process) and ``detect_batch(images) -> list[ImageFaces]`` over ``(H, W, 3)`` uint8 RGB images.
 """
 
 from __future__ import annotations
 
-from fitting.landmarks.faces import SELECTION_POLICIES, Face, ImageFaces, select_faces
+from fitting.landmarks.faces import (
+    SELECTION_POLICIES,
+    Face,
+    ImageFaces,
+    Landmarker,
+    select_faces,
+)
 
-__all__ = ["Face", "ImageFaces", "LANDMARKERS", "SELECTION_POLICIES", "create_landmarker",
-           "select_faces"]
+__all__ = ["Face", "ImageFaces", "LANDMARKERS", "Landmarker", "SELECTION_POLICIES",
+           "create_landmarker", "select_faces"]
 
 LANDMARKERS = ("dlib", "fan")
 
 
-def create_landmarker(name: str, **options):
+def create_landmarker(name: str, **options) -> Landmarker:
     """A landmarker by name, not yet loaded.
 
     Parameters

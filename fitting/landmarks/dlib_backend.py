@@ -150,17 +150,7 @@ class DlibLandmarker:
         return boxes, scores
 
     def detect_boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Face boxes only, without landmarks (needs no predictor file).
-
-        Parameters
-        ----------
-        image : (H, W, 3) uint8 RGB
-
-        Returns
-        -------
-        boxes : (F, 4) float64   ``x0, y0, x1, y1`` in source pixels, detector order
-        scores : (F,) float64    HOG detector scores
-        """
+        """:meth:`Landmarker.detect_boxes`: needs no predictor file; scores are HOG margins."""
         check_rgb_image(image)
         rectangles, scores = self._run_detector(np.ascontiguousarray(image))
         boxes = np.array([[box.left(), box.top(), box.right(), box.bottom()]
@@ -168,17 +158,7 @@ class DlibLandmarker:
         return boxes, np.asarray(scores, dtype=np.float64).reshape(-1)
 
     def landmarks_for_boxes(self, images: list, boxes: list) -> list:
-        """68 points for given face boxes (as :meth:`FanLandmarker.landmarks_for_boxes`).
-
-        Parameters
-        ----------
-        images : list of (H, W, 3) uint8 RGB
-        boxes : list of (F_i, 4) float   ``x0, y0, x1, y1`` face boxes of each image
-
-        Returns
-        -------
-        list of (landmarks (F_i, 68, 2) float64, None)   dlib has no per-point confidence
-        """
+        """:meth:`Landmarker.landmarks_for_boxes`; confidence is None (dlib has none)."""
         import dlib
 
         if self._predictor is None:

@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fitting.image import IMAGE_EXTENSIONS
 from fitting.landmarks.faces import Face, ImageFaces, select_faces
-from fitting.models.model import NUM_LANDMARKS
-
-OUTER_EYE_CORNERS = (36, 45)
+from fitting.models.model import NUM_LANDMARKS, OUTER_EYE_CORNERS
 
 FAILURE_THRESHOLD = 0.08
 MIN_IOU = 0.3
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 DETECT_CHUNK = 16
 
 

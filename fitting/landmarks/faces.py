@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import numpy as np
 
@@ -46,6 +47,50 @@ class ImageFaces:
     faces: tuple
     image_size: tuple
     failure: str | None = None
+
+
+class Landmarker(Protocol):
+    """What every landmark backend offers (:mod:`fitting.landmarks.dlib_backend`, ``fan_backend``).
+
+    Images are ``(H, W, 3)`` uint8 RGB; boxes are ``x0, y0, x1, y1`` in source pixels.
+    """
+
+    name: str
+
+    @property
+    def version(self) -> str: ...
+
+    def load(self) -> Landmarker:
+        """Load the heavy resources (weights); once per process, not at construction."""
+
+    def detect_boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Face boxes of one image, without landmarks.
+
+        Parameters
+        ----------
+        image : (H, W, 3) uint8 RGB
+
+        Returns
+        -------
+        boxes : (F, 4) float64   ``x0, y0, x1, y1`` in source pixels, detector order
+        scores : (F,) float64    detector scores (the backend's own scale)
+        """
+
+    def landmarks_for_boxes(self, images: list, boxes: list) -> list:
+        """68 points for given face boxes.
+
+        Parameters
+        ----------
+        images : list of (H, W, 3) uint8 RGB
+        boxes : list of (F_i, 4) float   ``x0, y0, x1, y1`` face boxes of each image
+
+        Returns
+        -------
+        list of (landmarks (F_i, 68, 2) float64, confidence (F_i, 68) float64 or None)
+        """
+
+    def detect_batch(self, images: list) -> list[ImageFaces]:
+        """Faces and their landmarks in each image, faces in detector order."""
 
 
 def check_rgb_image(image) -> None:

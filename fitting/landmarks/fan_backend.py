@@ -250,17 +250,7 @@ class FanLandmarker:
                             **options)
 
     def detect_boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Face boxes of one image.
-
-        Parameters
-        ----------
-        image : (H, W, 3) uint8 RGB
-
-        Returns
-        -------
-        boxes : (F, 4) float64   ``x0, y0, x1, y1`` in source pixels
-        scores : (F,) float64    detector scores (HOG margin or S3FD probability)
-        """
+        """:meth:`Landmarker.detect_boxes`; scores are HOG margins or S3FD probabilities."""
         check_rgb_image(image)
         if self._network is None:
             self.load()
@@ -271,16 +261,9 @@ class FanLandmarker:
         return found[:, :4].copy(), found[:, 4].copy()
 
     def landmarks_for_boxes(self, images: list, boxes: list) -> list:
-        """FAN landmarks for given face boxes, all crops of all images in shared batches.
+        """:meth:`Landmarker.landmarks_for_boxes`, all crops of all images in shared batches.
 
-        Parameters
-        ----------
-        images : list of (H, W, 3) uint8 RGB
-        boxes : list of (F_i, 4) float   face boxes of each image
-
-        Returns
-        -------
-        list of (landmarks (F_i, 68, 2) float64, confidence (F_i, 68) float64)
+        The confidence of a point is its heatmap's peak value.
         """
         import torch
         from face_alignment.utils import crop, flip
@@ -319,16 +302,7 @@ class FanLandmarker:
                 for count, end in zip(counts, ends)]
 
     def detect_batch(self, images: list) -> list:
-        """Faces and landmarks of many images, the crops of all of them batched together.
-
-        Parameters
-        ----------
-        images : list of (H, W, 3) uint8 RGB
-
-        Returns
-        -------
-        list of ImageFaces   one per image, faces in detector order
-        """
+        """:meth:`Landmarker.detect_batch`, the crops of all the images batched together."""
         for image in images:
             check_rgb_image(image)
         detections = [self.detect_boxes(image) for image in images]

@@ -192,12 +192,8 @@ def convert_3ddfa(shape_path: str | Path, expression_path: str | Path, *,
     std = shape.vector("sigma", length=components.shape[1])
     scale, unit = length_scale_to_mm(deinterleave(mean), shape.where("mu_shape"))
     expression = _read_3ddfa_expression(Path(expression_path), rows=mean.size)
-    landmark_key, landmark_raw = shape.raw("keypoints")
-    landmarks, convention = landmark_vertices(landmark_raw, num_vertices, one_based=True,
-                                              where=shape.where(landmark_key))
-    tri_key, tri_raw = shape.raw("tri")
-    triangles = triangles_zero_based(tri_raw, num_vertices, one_based=True,
-                                     where=shape.where(tri_key))
+    landmarks, landmark_note, triangles = _landmarks_and_triangles(shape, num_vertices,
+                                                                   one_based=True)
     return _pca_model(
         mean_mm=(mean + expression.mean) * scale,
         identity=(components, std, scale),
@@ -205,7 +201,7 @@ def convert_3ddfa(shape_path: str | Path, expression_path: str | Path, *,
         landmarks=landmarks, triangles=triangles, model_id=model_id,
         metadata=_metadata("3ddfa", {"shape": shape_path, "expression": expression_path},
                            units={"shape": unit, "expression": unit},
-                           landmarks=f"{shape.path.name}:{landmark_key}, {convention}",
+                           landmarks=landmark_note,
                            notes=["identity_std = 3DDFA sigma; expression_std = 3DDFA "
                                   "sigma_exp; mean includes mu_exp"]),
     )
@@ -278,12 +274,8 @@ def convert_3ddfa_v2(pkl_path: str | Path, *, trust_pickle: bool = False,
     require_expression_dim(expression_components.shape[1], source.where("w_exp"))
     identity_components = source.matrix("w_shp", rows=mean.size)
     scale, unit = length_scale_to_mm(deinterleave(mean), source.where("u"))
-    landmark_key, landmark_raw = source.raw("keypoints")
-    landmarks, convention = landmark_vertices(landmark_raw, num_vertices, one_based=False,
-                                              where=source.where(landmark_key))
-    tri_key, tri_raw = source.raw("tri")
-    triangles = triangles_zero_based(tri_raw, num_vertices, one_based=False,
-                                     where=source.where(tri_key))
+    landmarks, landmark_note, triangles = _landmarks_and_triangles(source, num_vertices,
+                                                                   one_based=False)
     identity_std = np.ones(identity_components.shape[1])
     expression_std = np.ones(EXPRESSION_DIM)
     return _pca_model(
@@ -292,7 +284,7 @@ def convert_3ddfa_v2(pkl_path: str | Path, *, trust_pickle: bool = False,
         expression=(expression_components, expression_std, scale),
         landmarks=landmarks, triangles=triangles, model_id=model_id,
         metadata=_metadata("3ddfa_v2", {"pkl": pkl_path}, units={"pkl": unit},
-                           landmarks=f"{path.name}:{landmark_key}, {convention}",
+                           landmarks=landmark_note,
                            notes=["3DDFA_V2 stores no standard deviations: bases kept as "
                                   "stored, identity_std and expression_std are 1"]),
     )
@@ -355,6 +347,25 @@ def _first_with(names: tuple[str, ...], *sources: SourceArrays | None) -> Source
         if source is not None and source.has(*names):
             return source
     return None
+
+
+def _landmarks_and_triangles(source: SourceArrays, num_vertices: int, *,
+                             one_based: bool) -> tuple[np.ndarray, str, np.ndarray]:
+    """A source's ``keypoints`` and ``tri`` arrays, checked and made zero-based.
+
+    Returns
+    -------
+    landmarks : (68,) int     landmark vertex indices
+    landmark_note : str       ``file:key, convention``: where the metadata says they came from
+    triangles : (T, 3) int    vertex indices of each triangle
+    """
+    landmark_key, landmark_raw = source.raw("keypoints")
+    landmarks, convention = landmark_vertices(landmark_raw, num_vertices, one_based=one_based,
+                                              where=source.where(landmark_key))
+    tri_key, tri_raw = source.raw("tri")
+    triangles = triangles_zero_based(tri_raw, num_vertices, one_based=one_based,
+                                     where=source.where(tri_key))
+    return landmarks, f"{source.path.name}:{landmark_key}, {convention}", triangles
 
 
 def _vertex_count(source: SourceArrays, key: str, flat_mean: np.ndarray) -> int:

@@ -35,6 +35,8 @@ EXPRESSION_DIM = 29
 # schemas; schemas.rows.NUM_LANDMARKS is the row contract's, and a test checks they agree).
 NUM_LANDMARKS = 68
 NUM_CONTOUR_LANDMARKS = 17
+# Outer corners of the two eyes in that layout: their distance is the face's size unit.
+OUTER_EYE_CORNERS = (36, 45)
 
 # (name, canonical dtype) in hashing order; contour_candidates is optional.
 _ARRAY_FIELDS = (

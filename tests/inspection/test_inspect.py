@@ -101,10 +101,12 @@ def test_report_holds_every_figure_and_one_tile_per_sample(inspected, folder_run
     output, page, samples = inspected
     rows = len(read_column(output, columns.ID))
     for title in ("Summary", "Expression coefficients", "Pose and fit residual", "Worst fits",
-                  "Random sample (seed 0)", "Failures", "Mean expression per label"):
+                  "Random sample (seed 0)", "Failures", "Mean expression per label",
+                  "Mean blendshape weights per label"):
         assert f"<h2>{title}</h2>" in page
-    # Histograms of expression, of pose and residual, and the per-label heatmap (labels set).
-    assert page.count('<img class="figure"') == 3
+    # Histograms of expression, of pose and residual, and the per-label heatmaps of the
+    # expression and of the blendshape weights (labels set, the open model has units).
+    assert page.count('<img class="figure"') == 4
     assert page.count('<img class="sample"') == min(samples, rows)
     # Failures are shown one per stage/reason in turn, stages in pipeline order; the fixture
     # has one failure per reason.
@@ -112,7 +114,9 @@ def test_report_holds_every_figure_and_one_tile_per_sample(inspected, folder_run
         STAGES.index(row[columns.STAGE]), row[columns.REASON]))
     shown = failures[:samples]
     assert page.count('<img class="failure"') == sum(map(is_readable_image, shown))
-    assert page.count('<figure class="tile">') == min(samples, rows) + len(shown)
+    # Sample tiles pair the crop with its fitted expression; failure tiles are plain.
+    assert page.count('<figure class="tile paired">') == min(samples, rows)
+    assert page.count('<figure class="tile">') == len(shown)
     for row in shown:
         assert f"{row['stage']}/{row['reason']}" in page
     # Self-contained: every image is inline, nothing is fetched, nothing runs.
@@ -128,7 +132,9 @@ def test_every_row_and_failure_shows_up_to_their_count(folder_run, tmp_path):
     assert inspect.main([str(output), "--report", str(report), "--samples", "50"]) == 0
     page = report.read_text(encoding="utf-8")
     assert page.count('<img class="sample"') == rows
-    assert page.count('<figure class="tile">') == rows + len(failures)
+    assert page.count('<img class="expression"') == rows
+    assert page.count('<figure class="tile paired">') == rows
+    assert page.count('<figure class="tile">') == len(failures)
     # coffee.png (no face) decodes; the empty, text and truncated files do not.
     assert page.count('<img class="failure"') == sum(map(is_readable_image, failures)) == 1
 

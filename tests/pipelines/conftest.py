@@ -45,3 +45,19 @@ def folder_run(photo_folder, tmp_path_factory):
     output = tmp_path_factory.mktemp("folder-run")
     stats = run_generate([photo_folder], output, "--label-from-parent")
     return output, stats
+
+
+@pytest.fixture
+def s3_server():
+    """A real S3-compatible server (moto) on 127.0.0.1, with an empty bucket."""
+    boto3 = pytest.importorskip("boto3", reason="the aws extra is not installed")
+    moto_server = pytest.importorskip("moto.server", reason="moto is not installed")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="test",
+                          aws_secret_access_key="test", region_name="us-east-1")
+    client.create_bucket(Bucket="faces")
+    yield url, client
+    server.stop()

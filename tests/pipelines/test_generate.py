@@ -18,8 +18,8 @@ from fitting.landmarks.dlib_backend import DlibLandmarker
 from fitting.models import load_model
 from fitting.noise import NOISE_PROFILES, landmark_weights
 from pipelines import generate
-from pipelines.dataset import DatasetStateError
 from pipelines.generate import OptionsError
+from pipelines.output_state import DatasetStateError
 from schemas import ROW_SCHEMA, DatasetMetadata, table_problems
 from schemas import rows as columns
 from tests.pipelines.conftest import EXAMPLES, FACE_PHOTOS, run_generate

@@ -30,3 +30,33 @@ def test_nothing_is_printed_unless_started_or_within_the_interval():
     progress.add("images")
     assert stream.getvalue() == ""  # within the first interval, then stopped
     assert progress.line().startswith("[expnet] 1 images landmarked")
+
+
+def test_worker_processes_report_to_the_launchers_line(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    stream = io.StringIO()
+    progress = Progress(interval=0.05)
+    progress.start(stream, share_with_workers=True)
+    progress.add("rows", 1)
+    worker = ("from pipelines.progress import PROGRESS\n"
+              "PROGRESS.add('images', 5)\nPROGRESS.add('failures', 2)\nPROGRESS.flush()\n")
+    for _ in range(2):  # two workers, each ending its bundle with a flush
+        subprocess.run([sys.executable, "-c", worker], check=True)
+    time.sleep(0.3)
+    progress.stop()
+    assert stream.getvalue().splitlines()[-1].startswith("[expnet] 10 images landmarked")
+    assert "1 rows fitted, 4 failures" in stream.getvalue().splitlines()[-1]
+
+
+def test_a_flush_shares_a_workers_counts_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPNET_PROGRESS_DIR", str(tmp_path))
+    worker = Progress(interval=3600.0)
+    worker.add("images", 3)   # the first count is shared at once...
+    worker.add("images", 4)   # ...later ones wait for the interval or a flush
+    [path] = tmp_path.glob("*.json")
+    assert path.read_text() == '{"images": 3}'
+    worker.flush()
+    assert path.read_text() == '{"images": 7}'

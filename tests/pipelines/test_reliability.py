@@ -96,7 +96,7 @@ def test_incremental_run_adds_only_new_content(tmp_path):
 
 def test_incremental_run_refuses_another_model(tmp_path):
     from fitting.models import load_model, save_model
-    from pipelines.dataset import DatasetStateError
+    from pipelines.output_state import DatasetStateError
     from synth.toy_model import make_synthetic_model
 
     collection = tmp_path / "faces"

@@ -44,42 +44,47 @@ def test_dask_runner_on_a_local_cluster_gives_identical_shards(folder_run, photo
     assert dataset_bytes(tmp_path) == dataset_bytes(reference)
 
 
-@pytest.fixture
-def s3_server():
-    """A real S3-compatible server (moto) on 127.0.0.1, with an empty bucket."""
-    boto3 = pytest.importorskip("boto3", reason="the aws extra is not installed")
-    moto_server = pytest.importorskip("moto.server", reason="moto is not installed")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=url, aws_access_key_id="test",
-                          aws_secret_access_key="test", region_name="us-east-1")
-    client.create_bucket(Bucket="faces")
-    yield url, client
-    server.stop()
-
-
-def test_s3_input_and_output(folder_run, photo_folder, s3_server):
-    reference, _ = folder_run
-    url, client = s3_server
-    for path in sorted(photo_folder.rglob("*")):
+def _upload(folder: Path, client, prefix: str) -> None:
+    for path in sorted(folder.rglob("*")):
         if path.is_file():
-            client.upload_file(str(path), "faces", f"in/{path.relative_to(photo_folder)}")
-    credentials = ["--s3_endpoint_url", url, "--s3_access_key_id", "test",
-                   "--s3_secret_access_key", "test", "--s3_region_name", "us-east-1"]
-    stats = run_generate(["s3://faces/in/"], "s3://faces/out", "--label-from-parent",
-                         *credentials)
+            client.upload_file(str(path), "faces", f"{prefix}/{path.relative_to(folder)}")
+
+
+def _s3_flags(url: str) -> list:
+    return ["--s3_endpoint_url", url, "--s3_access_key_id", "test",
+            "--s3_secret_access_key", "test", "--s3_region_name", "us-east-1"]
+
+
+def _check_s3_dataset(client, prefix: str, stats: dict, reference: Path) -> None:
     assert (stats["inputs"], stats["written"], stats["failed"], stats["duplicates"]) == (
         8, 3, 4, 1)
     for name, data in dataset_bytes(reference).items():
         if name.startswith("part-"):
             # Rows carry their source URI, so compare the row content, not the bytes.
-            remote = client.get_object(Bucket="faces", Key=f"out/{name}")["Body"].read()
+            remote = client.get_object(Bucket="faces", Key=f"{prefix}/{name}")["Body"].read()
             assert _ids_and_labels(remote) == _ids_and_labels(data)
     keys = {item["Key"] for item in client.list_objects_v2(Bucket="faces",
-                                                           Prefix="out/")["Contents"]}
-    assert "out/manifest.json" in keys and not any("_temporary" in key for key in keys)
+                                                           Prefix=f"{prefix}/")["Contents"]}
+    assert f"{prefix}/manifest.json" in keys and not any("_temporary" in key for key in keys)
+
+
+def test_s3_input_and_output(folder_run, photo_folder, s3_server):
+    reference, _ = folder_run
+    url, client = s3_server
+    _upload(photo_folder, client, "in")
+    stats = run_generate(["s3://faces/in/"], "s3://faces/out", "--label-from-parent",
+                         *_s3_flags(url))
+    _check_s3_dataset(client, "out", stats, reference)
+
+
+def test_two_dask_workers_with_the_output_on_s3(folder_run, photo_folder, s3_server):
+    """Nothing shared but the bucket: crops and rows wait under the output, on S3."""
+    reference, _ = folder_run
+    url, client = s3_server
+    _upload(photo_folder, client, "in")
+    stats = run_on_local_dask(["s3://faces/in/"], "s3://faces/dask-out", "--label-from-parent",
+                              *_s3_flags(url))
+    _check_s3_dataset(client, "dask-out", stats, reference)
 
 
 def _ids_and_labels(parquet: bytes):

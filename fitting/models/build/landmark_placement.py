@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from synth.render import render_mesh, to_image, visible_vertices
+from fitting.contour import CHIN_LANDMARK, JAW_LANDMARKS
 from fitting.models.model import NUM_LANDMARKS
+from synth.faces import EYE_RGB
+from synth.render import render_mesh, to_image, visible_vertices
 
-JAW_LANDMARKS = np.arange(17)
-CHIN_LANDMARK = 8
 # iBUG-68 pairs (0-based) mapped onto each other by a left-right mirror of the face.
 IBUG_MIRROR_PAIRS = (
     (0, 16), (1, 15), (2, 14), (3, 13), (4, 12), (5, 11), (6, 10), (7, 9),
@@ -38,7 +38,6 @@ IBUG_MIRROR_PAIRS = (
 )
 IBUG_MIDLINE = (8, 27, 28, 29, 30, 33, 51, 57, 62, 66)
 SKIN_RGB = (226, 188, 160)
-EYE_RGB = (55, 45, 40)
 
 
 class LandmarkPlacementError(RuntimeError):

@@ -12,14 +12,15 @@ import dataclasses
 import json
 import time
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting, writing
 from pipelines.accounting import image_id_of
 from schemas import DatasetMetadata
 from schemas import rows as columns
-from schemas.layout import FAILURES_DIR, MANIFEST_NAME, STATS_NAME, TEMP_DIR
-from schemas.parquet import read_parquet
+from schemas.layout import FAILURES_DIR, MANIFEST_NAME, SHARD_GLOB, STATS_NAME, TEMP_DIR
+from schemas.reader import DatasetReader, FileEntry
 
 
 class DatasetStateError(ValueError):
@@ -50,14 +51,33 @@ class RunPlan:
                 + [failure["name"] for failure in self.previous.get("failures", [])])
 
 
+class BeamStorage:
+    """The :class:`schemas.reader.Storage` of Beam's ``FileSystems`` (local, ``gs://``, ...)."""
+
+    def open(self, path: str):
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+    def exists(self, path: str) -> bool:
+        return FileSystems.exists(path)
+
+    def match(self, pattern: str) -> list[FileEntry]:
+        return sorted(FileEntry(metadata.path, metadata.size_in_bytes)
+                      for metadata in FileSystems.match([pattern])[0].metadata_list)
+
+
+def reader(output: str) -> DatasetReader:
+    """The dataset reader of an output folder, through Beam's filesystems."""
+    return DatasetReader(output, BeamStorage())
+
+
 def _listing(output: str, pattern: str) -> list[str]:
-    return [metadata.path for metadata in FileSystems.match([f"{output}/{pattern}"])[0]
-            .metadata_list]
+    return [entry.path for entry in BeamStorage().match(f"{output}/{pattern}")]
 
 
 def read_manifest(output: str) -> dict | None:
-    path = f"{output}/{MANIFEST_NAME}"
-    return writing.read_json(path) if FileSystems.exists(path) else None
+    """The whole manifest of ``output`` as written, or None when no run has finished there."""
+    manifest = reader(output).manifest()
+    return None if manifest is None else manifest.raw
 
 
 def plan_run(output: str, *, model_hash: str, overwrite: bool, incremental: bool) -> RunPlan:
@@ -94,7 +114,7 @@ def _delete_unlisted(output: str, *, keep: list[str], keep_manifest: bool) -> No
     kept = {f"{output}/{name}" for name in keep}
     if keep_manifest:
         kept.add(f"{output}/{MANIFEST_NAME}")
-    candidates = (_listing(output, "part-*.parquet")
+    candidates = (_listing(output, SHARD_GLOB)
                   + _listing(output, f"{FAILURES_DIR}/*.parquet")
                   + _listing(output, MANIFEST_NAME)
                   + _listing(output, STATS_NAME)
@@ -106,8 +126,8 @@ def _delete_unlisted(output: str, *, keep: list[str], keep_manifest: bool) -> No
 
 def known_ids(output: str, name: str) -> list[str]:
     """Ids of one earlier shard or failure file (image ids: face suffixes removed)."""
-    with FileSystems.open(f"{output}/{name}") as handle:
-        table = read_parquet(handle.read(), [columns.ID])
+    dataset = reader(output)
+    table = dataset.read_table(dataset.path(name), [columns.ID])
     return sorted({image_id_of(row_id) for row_id in table.column(columns.ID).to_pylist()})
 
 
@@ -149,3 +169,16 @@ def completed_by(output: str, fingerprint: str) -> bool:
     manifest = read_manifest(output)
     return (manifest is not None and manifest["runs"][-1].get("fingerprint") == fingerprint
             and FileSystems.exists(f"{output}/{STATS_NAME}"))
+
+
+def read_stats(output: str) -> dict:
+    """The ``stats.json`` of the last run into ``output``.
+
+    Raises
+    ------
+    FileNotFoundError   when no run has finished there
+    """
+    stats = reader(output).stats()
+    if stats is None:
+        raise FileNotFoundError(f"no {STATS_NAME} in {output}: no run has finished there")
+    return stats
