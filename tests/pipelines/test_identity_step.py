@@ -12,7 +12,7 @@ from pipelines.identity import SubjectsFromFaces
 from pipelines.labelling import FaceRecord, ImageMeta
 
 
-def _face(name: str, folder: str, descriptor, subject=None) -> FaceRecord:
+def _face(name: str, folder: str, descriptor, subject=None, track=None) -> FaceRecord:
     meta = ImageMeta(id=f"id-{name}", uri=f"/data/{folder}/{name}.jpg", source="/data",
                      label=None, subject=subject)
     return FaceRecord(id=f"id-{name}", image=meta, crop_bytes=0,
@@ -20,7 +20,8 @@ def _face(name: str, folder: str, descriptor, subject=None) -> FaceRecord:
                       source_landmarks=np.zeros((68, 2), np.float32),
                       face_box=np.zeros(4, np.float32),
                       descriptor=None if descriptor is None else np.asarray(descriptor,
-                                                                            np.float32))
+                                                                            np.float32),
+                      track_id=track)
 
 
 def _point(axis: int, offset: float = 0.0) -> np.ndarray:
@@ -36,6 +37,7 @@ FACES = [
     _face("a3", "two", _point(0, 0.05)),                             # another folder
     _face("given", "one", _point(0, 0.02), subject="alice"),         # given: untouched
     _face("blind", "one", None),                                     # no descriptor
+    _face("tracked", "one", _point(1, 0.02), track="video-track-0"),  # pooled by its track
 ]
 
 
@@ -43,7 +45,8 @@ def test_faces_get_auto_subjects_per_folder_and_given_ones_stay():
     a = "auto:" + cluster_id(["id-a1", "id-a2"])
     b = "auto:" + cluster_id(["id-b1", "id-b2"])
     expected = [("id-a1", a), ("id-a2", a), ("id-b1", b), ("id-b2", b), ("id-c1", None),
-                ("id-a3", None), ("id-given", "alice"), ("id-blind", None)]
+                ("id-a3", None), ("id-given", "alice"), ("id-blind", None),
+                ("id-tracked", None)]
     with TestPipeline() as pipeline:
         subjects = (pipeline
                     | beam.Create(FACES)
