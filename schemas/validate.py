@@ -12,6 +12,8 @@ from schemas.rows import (
     COLUMN_SINCE,
     EXPRESSION,
     FACE_BOX,
+    FACE_DESCRIPTOR,
+    FACE_DESCRIPTOR_DIM,
     FIT_RESIDUAL,
     ID,
     LANDMARKS,
@@ -58,20 +60,27 @@ def schema_problems(schema: pa.Schema) -> list[str]:
     return problems
 
 
+# Nullable list columns stored variable-length (see schemas.rows): the length a set row has,
+# and what its values are called.
+VARIABLE_LENGTHS = {BLENDSHAPES: (NUM_BLENDSHAPES, "weights"),
+                    FACE_DESCRIPTOR: (FACE_DESCRIPTOR_DIM, "values")}
+
+
 def value_problems(data: pa.Table | pa.RecordBatch) -> list[str]:
     """Reasons the float columns of a table or record batch are invalid: non-finite values."""
     problems = []
     names = data.schema.names
-    for name in FLOAT_COLUMNS + (BLENDSHAPES,):
+    for name in FLOAT_COLUMNS + tuple(VARIABLE_LENGTHS):
         if name not in names:       # only an older version's shard lacks a column
             continue
         column = data.column(name)
-        if name == BLENDSHAPES:
+        if name in VARIABLE_LENGTHS:
             lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
             lengths = lengths[~np.isnan(lengths.astype(float))]
-            if np.any(lengths != NUM_BLENDSHAPES):
-                problems.append(f"column {name!r} has rows without {NUM_BLENDSHAPES} weights")
-        if pa.types.is_fixed_size_list(column.type) or name == BLENDSHAPES:
+            length, noun = VARIABLE_LENGTHS[name]
+            if np.any(lengths != length):
+                problems.append(f"column {name!r} has rows without {length} {noun}")
+        if pa.types.is_fixed_size_list(column.type) or name in VARIABLE_LENGTHS:
             column = pc.list_flatten(column)
         values = column.to_numpy(zero_copy_only=False)
         if values.size and not np.all(np.isfinite(values)):

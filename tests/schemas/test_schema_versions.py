@@ -1,5 +1,6 @@
 """Schema version 2 adds the nullable ``blendshapes`` column, version 3 the video columns
-(``frame_index``, ``time_s``, ``track_id``); shards of versions 1 and 2 stay readable."""
+(``frame_index``, ``time_s``, ``track_id``) and ``face_descriptor``; shards of versions 1 and 2
+stay readable."""
 
 from __future__ import annotations
 
@@ -44,10 +45,10 @@ def test_version_2_shards_lack_the_video_columns_and_still_read(tmp_path):
     assert columns.TRACK_ID not in table.schema.names
     assert schema_problems(table.schema) == [] and table_problems(table) == []
     assert sum(1 for _ in ExpressionShards(tmp_path, shuffle=False)) == 4
-    # The same schema declared as version 3 is missing the three columns.
+    # The same schema declared as version 3 is missing the four columns.
     current = table.schema.with_metadata(synthetic_metadata(schema_version=3).to_arrow())
     assert schema_problems(current) == [f"missing column {name!r}" for name in (
-        columns.FRAME_INDEX, columns.TIME_S, columns.TRACK_ID)]
+        columns.FRAME_INDEX, columns.TIME_S, columns.TRACK_ID, columns.FACE_DESCRIPTOR)]
 
 
 def test_version_1_shards_pass_the_validators_and_train(tmp_path):
