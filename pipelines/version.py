@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 
-VERSION = "0.3.0"
+VERSION = "0.4.0"
 
-_RECORDED = ("apache-beam", "numpy", "scipy", "pyarrow", "opencv-python", "pillow", "dlib-bin")
+_RECORDED = ("apache-beam", "numpy", "scipy", "pyarrow", "opencv-python", "pillow", "dlib-bin",
+             "av", "faiss-cpu")
 
 
 def versions() -> dict:
