@@ -49,7 +49,7 @@ from pipelines.output_state import (
 )
 from pipelines.progress import PROGRESS
 from pipelines.resources import filesystem_options, with_filesystems
-from pipelines.sources import expand_input
+from pipelines.sources import expand_input, has_videos
 from schemas import DatasetMetadata
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -232,12 +232,20 @@ def available_cores() -> int:
 PARALLEL_FROM_ITEMS = 2000
 
 
-def default_workers(item_count: int) -> int:
-    """``--workers`` when not given: every core for large inputs, else one process."""
+def default_workers(item_count: int, *, videos: bool = False) -> int:
+    """``--workers`` when not given: every core for large inputs, else one process.
+
+    Inputs with videos run in one process unless ``--workers`` says otherwise: Beam's
+    multi-process DirectRunner lost faces of a large collection when the video branch was in
+    the graph (caught by the accounting, RESULTS.md "Scaling"); the cause is not found yet.
+    """
+    if videos:
+        return 1
     return available_cores() if item_count >= PARALLEL_FROM_ITEMS else 1
 
 
-def apply_workers(options: GenerateOptions, argv: list[str] | None, item_count: int) -> int:
+def apply_workers(options: GenerateOptions, argv: list[str] | None, item_count: int, *,
+                  videos: bool = False) -> int:
     """Set the local engine for ``--workers``; returns the worker count (0: not applied).
 
     ``--workers N`` above 1 runs the multi-process DirectRunner with N workers: measured
@@ -248,7 +256,7 @@ def apply_workers(options: GenerateOptions, argv: list[str] | None, item_count: 
     given = " ".join(argv if argv is not None else sys.argv[1:])
     if options.view_as(StandardOptions).runner or "--direct_running_mode" in given:
         return 0
-    workers = options.workers or default_workers(item_count)
+    workers = options.workers or default_workers(item_count, videos=videos)
     direct = options.view_as(DirectOptions)
     if workers > 1:
         direct.direct_running_mode = "multi_processing"
@@ -306,7 +314,8 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
         items = list_items(options)
     labelled = (pipeline
                 | "InputItems" >> beam.Create(items)
-                | "Label" >> LabelFaces(options, metadata.model_hash, earlier_ids))
+                | "Label" >> LabelFaces(options, metadata.model_hash, earlier_ids,
+                                        videos=has_videos(items)))
     rows = labelled["rows"] | "Rows" >> beam.Values()
     shards = (rows
               | "WriteShards" >> writing.WriteShards(output, metadata,
@@ -400,7 +409,7 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     # The launcher reads and writes the output folder too: same filesystem options.
     FileSystems.set_options(options)
     items = list_items(options)
-    workers = apply_workers(options, argv, len(items))
+    workers = apply_workers(options, argv, len(items), videos=has_videos(items))
     if uses_dask(options):
         bound_flatten_partitions()
     _, metadata = dataset_metadata(options)

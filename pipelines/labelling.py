@@ -429,11 +429,15 @@ class FitMorphableModel(beam.PTransform):
 class LabelFaces(beam.PTransform):
     """Input specs -> ``(rows, failures, duplicates, inputs)``: the whole labelling chain."""
 
-    def __init__(self, options: GenerateOptions, model_hash: str, known_ids=None):
+    def __init__(self, options: GenerateOptions, model_hash: str, known_ids=None, *,
+                 videos: bool = True):
         super().__init__()
         self.options = options
         self.model_hash = model_hash
         self.known_ids = known_ids
+        # Without videos the graph has no video branch: Beam's multi-process DirectRunner
+        # lost faces at 12 000 when an empty video branch joined the images (RESULTS.md).
+        self.videos = videos
 
     def expand(self, specs):
         opts = self.options
@@ -443,29 +447,37 @@ class LabelFaces(beam.PTransform):
         survivors, duplicates, existing = records | "Deduplicate" >> Deduplicate(
             self.known_ids)
         detector = DetectLandmarksDoFn(opts.landmarker, landmarker_options(opts))
-        stills = survivors | "Stills" >> beam.Filter(lambda record: not is_video_record(record))
-        videos = survivors | "Videos" >> beam.Filter(is_video_record)
+        stills = survivors
+        if self.videos:
+            stills = survivors | "Stills" >> beam.Filter(
+                lambda record: not is_video_record(record))
         images, decode_failures = (
             _detect_batches(stills, batch_size=detector.batch_size)
             | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes,
                                                 filesystems))
             | "SplitDecodeFailures" >> SplitFailures())
-        frame_batches, video_failures = videos | "Video" >> DecodeVideos(
-            video_limits(opts), batch_size=detector.batch_size, filesystems=filesystems)
-        frames = frame_batches | "FrameImages" >> beam.Map(_frame_images)
-        faces, detect_failures = ((images, frames) | "ImagesAndFrames" >> beam.Flatten()
-                                  | "Detect" >> DetectAndCrop(
-                                      detector, opts.output.rstrip("/"), policy=opts.faces,
-                                      crop_size=opts.crop_size,
-                                      jpeg_quality=opts.jpeg_quality,
-                                      filesystems=filesystems,
-                                      describe=describes_faces(opts)))
-        tracked = (faces
-                   | "VideoFaces" >> beam.Filter(lambda face: face.image.video_id is not None)
-                   | "Track" >> TrackFaces())
-        still_faces = faces | "StillFaces" >> beam.Filter(
-            lambda face: face.image.video_id is None)
-        faces = (still_faces, tracked) | "AllFaces" >> beam.Flatten()
+        decode_failures = [decode_failures]
+        if self.videos:
+            frame_batches, video_failures = (
+                survivors
+                | "Videos" >> beam.Filter(is_video_record)
+                | "Video" >> DecodeVideos(video_limits(opts), batch_size=detector.batch_size,
+                                          filesystems=filesystems))
+            frames = frame_batches | "FrameImages" >> beam.Map(_frame_images)
+            images = (images, frames) | "ImagesAndFrames" >> beam.Flatten()
+            decode_failures.append(video_failures)
+        faces, detect_failures = images | "Detect" >> DetectAndCrop(
+            detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
+            jpeg_quality=opts.jpeg_quality, filesystems=filesystems,
+            describe=describes_faces(opts))
+        if self.videos:
+            tracked = (faces
+                       | "VideoFaces" >> beam.Filter(
+                           lambda face: face.image.video_id is not None)
+                       | "Track" >> TrackFaces())
+            still_faces = faces | "StillFaces" >> beam.Filter(
+                lambda face: face.image.video_id is None)
+            faces = (still_faces, tracked) | "AllFaces" >> beam.Flatten()
         if opts.subject_from_faces:
             faces = faces | "SubjectsFromFaces" >> SubjectsFromFaces(
                 cluster_settings(opts), bucket_bits=opts.identity_bucket_bits)
@@ -473,7 +485,7 @@ class LabelFaces(beam.PTransform):
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
             subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems,
             check_subjects=opts.check_subjects)
-        failures = ((decode_failures, video_failures, detect_failures, fit_failures)
+        failures = ((*decode_failures, detect_failures, fit_failures)
                     | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
         return {"rows": fitted, "failures": failures, "read_failures": read_failures,

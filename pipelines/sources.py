@@ -195,6 +195,12 @@ def is_video_name(uri: str) -> bool:
     return _lower_name(uri).endswith(VIDEO_EXTENSIONS)
 
 
+def has_videos(items) -> bool:
+    """Whether expanded inputs (``SourceItem``s and failures) name a video file."""
+    return any(isinstance(item, SourceItem) and item.kind == "file" and is_video_name(item.uri)
+               for item in items)
+
+
 def is_archive_name(uri: str) -> bool:
     return _lower_name(uri).endswith(ARCHIVE_EXTENSIONS)
 

@@ -179,3 +179,11 @@ def test_existing_dataset_needs_overwrite_or_incremental(folder_run, photo_folde
     output, _ = folder_run
     with pytest.raises(DatasetStateError, match="--incremental.*--overwrite"):
         run_generate([photo_folder], output)
+
+
+def test_default_workers_every_core_for_large_image_inputs_one_with_videos():
+    from pipelines.generate import PARALLEL_FROM_ITEMS, available_cores, default_workers
+
+    assert default_workers(PARALLEL_FROM_ITEMS) == available_cores()
+    assert default_workers(PARALLEL_FROM_ITEMS - 1) == 1
+    assert default_workers(PARALLEL_FROM_ITEMS, videos=True) == 1
