@@ -10,6 +10,7 @@ morphable model -> ``(source, PendingRow)`` per face, with failures as data at e
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
@@ -435,8 +436,7 @@ class LabelFaces(beam.PTransform):
         self.options = options
         self.model_hash = model_hash
         self.known_ids = known_ids
-        # Without videos the graph has no video branch: Beam's multi-process DirectRunner
-        # lost faces at 12 000 when an empty video branch joined the images (RESULTS.md).
+        # Without videos the graph has no video branch (and a run holds less in memory).
         self.videos = videos
 
     def expand(self, specs):
@@ -456,28 +456,27 @@ class LabelFaces(beam.PTransform):
             | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes,
                                                 filesystems))
             | "SplitDecodeFailures" >> SplitFailures())
-        decode_failures = [decode_failures]
+        detect = functools.partial(
+            DetectAndCrop, detector, opts.output.rstrip("/"), policy=opts.faces,
+            crop_size=opts.crop_size, jpeg_quality=opts.jpeg_quality, filesystems=filesystems,
+            describe=describes_faces(opts))
+        faces, detect_failures = images | "Detect" >> detect()
+        failures = [decode_failures, detect_failures]
         if self.videos:
+            # Frames get a detection step of their own: flattened with the images before
+            # detection, Beam's multi-process DirectRunner lost 35 % of 12 000 faces
+            # (RESULTS.md, "Scaling"). Faces, small records, meet after it.
             frame_batches, video_failures = (
                 survivors
                 | "Videos" >> beam.Filter(is_video_record)
                 | "Video" >> DecodeVideos(video_limits(opts), batch_size=detector.batch_size,
                                           filesystems=filesystems))
-            frames = frame_batches | "FrameImages" >> beam.Map(_frame_images)
-            images = (images, frames) | "ImagesAndFrames" >> beam.Flatten()
-            decode_failures.append(video_failures)
-        faces, detect_failures = images | "Detect" >> DetectAndCrop(
-            detector, opts.output.rstrip("/"), policy=opts.faces, crop_size=opts.crop_size,
-            jpeg_quality=opts.jpeg_quality, filesystems=filesystems,
-            describe=describes_faces(opts))
-        if self.videos:
-            tracked = (faces
-                       | "VideoFaces" >> beam.Filter(
-                           lambda face: face.image.video_id is not None)
-                       | "Track" >> TrackFaces())
-            still_faces = faces | "StillFaces" >> beam.Filter(
-                lambda face: face.image.video_id is None)
-            faces = (still_faces, tracked) | "AllFaces" >> beam.Flatten()
+            video_faces, frame_failures = (frame_batches
+                                           | "FrameImages" >> beam.Map(_frame_images)
+                                           | "DetectFrames" >> detect())
+            tracked = video_faces | "Track" >> TrackFaces()
+            faces = (faces, tracked) | "AllFaces" >> beam.Flatten()
+            failures += [video_failures, frame_failures]
         if opts.subject_from_faces:
             faces = faces | "SubjectsFromFaces" >> SubjectsFromFaces(
                 cluster_settings(opts), bucket_bits=opts.identity_bucket_bits)
@@ -485,8 +484,7 @@ class LabelFaces(beam.PTransform):
             opts.output.rstrip("/"), opts.model, self.model_hash, opts.landmarker,
             subject_chunk_size=opts.subject_chunk_size, filesystems=filesystems,
             check_subjects=opts.check_subjects)
-        failures = ((*decode_failures, detect_failures, fit_failures)
-                    | "LabelFailures" >> beam.Flatten())
+        failures = ((*failures, fit_failures) | "LabelFailures" >> beam.Flatten())
         inputs = records | "InputSources" >> beam.Map(lambda record: record.source)
         return {"rows": fitted, "failures": failures, "read_failures": read_failures,
                 "duplicates": duplicates, "existing": existing, "inputs": inputs}
