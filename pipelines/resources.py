@@ -58,7 +58,9 @@ def use_filesystems(options: dict | None) -> None:
     The launcher and Beam's SDK harness configure FileSystems themselves; Beam's Dask runner
     does not, so without this a Dask worker meets ``s3://`` without its endpoint or keys.
     """
-    if not options:
+    global _LAST_FILESYSTEMS
+    # Called per element by Maps and reads: the same dict as last time costs one identity test.
+    if not options or options is _LAST_FILESYSTEMS:
         return
 
     def configure():
@@ -69,6 +71,10 @@ def use_filesystems(options: dict | None) -> None:
         return True
 
     load_once(("filesystems", json.dumps(options, sort_keys=True, default=str)), configure)
+    _LAST_FILESYSTEMS = options
+
+
+_LAST_FILESYSTEMS: dict | None = None
 
 
 def with_filesystems(function: Callable, options: dict | None) -> Callable:
