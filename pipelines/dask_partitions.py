@@ -1,13 +1,21 @@
-"""Beam's Dask runner with a bounded partition count: a Flatten keeps its widest input's count.
+"""Beam's Dask runner with bounded partition counts, for Flatten and for GroupByKey.
 
 Beam translates ``Flatten`` to ``dask.bag.concat``, whose partitions are the sum of its
-inputs', and every later step (a GroupByKey keeps its input's count) runs once per
-partition. Every Flatten in ``expnet generate`` (failures of four stages, seven streams of
-accounting events, the outputs gathered for the manifest) multiplies the count. For 200 faces
-in 13 partitions of 16 the last step had 278 partitions and the graph 11 620 tasks, and the
-run spent ten times the CPU of one process (RESULTS.md, "Dask partitions"). With the
-translation here, a Flatten merges adjacent partitions back to its widest input's count:
-no shuffle, the same elements, and so the same dataset.
+inputs', and every later step runs once per partition. Every Flatten in ``expnet generate``
+(failures of four stages, seven streams of accounting events, the outputs gathered for the
+manifest) multiplied the count: for 200 faces in 13 partitions of 16 the last step had 278
+partitions and the graph 11 620 tasks (RESULTS.md, "Dask partitions"). Here a Flatten merges
+adjacent partitions back to its widest input's count: no shuffle, the same elements.
+
+Beam translates ``GroupByKey`` to ``Bag.groupby``, a task shuffle whose output keeps the
+input's partition count and which costs about n x n small tasks for n partitions. The input
+partitions are sized for the heavy first steps (``Create``'s 128 items each), so at 3000 faces
+the run's eight shuffles made 4780 split tasks, and the scheduler's handling of them, not the
+work, set the last third of the run's wall time (RESULTS.md, "Dask shuffles"). Here a
+GroupByKey first merges adjacent input partitions down to twice the cluster's worker threads,
+enough to keep every thread busy after the shuffle. Keys are hashed by Dask's ``tokenize``,
+the same in every process, and grouping does not depend on the partitioning, so the dataset
+is the same.
 """
 
 from __future__ import annotations
@@ -17,6 +25,10 @@ import functools
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 DASK_RUNNER_NAMES = ("DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner")
+# Partitions a shuffle keeps per worker thread: two, so that a slow partition has company.
+SHUFFLE_PARTITIONS_PER_THREAD = 2
+
+_settings = {"shuffle_partitions": None}
 
 
 def uses_dask(options: PipelineOptions) -> bool:
@@ -25,31 +37,92 @@ def uses_dask(options: PipelineOptions) -> bool:
     return isinstance(runner, str) and runner in DASK_RUNNER_NAMES
 
 
-def bound_flatten_partitions() -> None:
-    """Make Beam's Dask runner translate Flatten with a bounded partition count (idempotent).
+def bound_partitions(shuffle_partitions: int | None = None) -> None:
+    """Make Beam's Dask runner translate Flatten and GroupByKey with bounded partition counts.
 
-    Changes the translation table of ``apache_beam.runners.dask`` in this process: only the
-    launching process builds the Dask graph, so workers need nothing.
+    Changes the translation table of ``apache_beam.runners.dask`` in this process (idempotent):
+    only the launching process builds the Dask graph, so workers need nothing.
+
+    Parameters
+    ----------
+    shuffle_partitions : int, optional
+        Partitions a GroupByKey's input is merged down to. ``None`` (the default): twice the
+        worker threads of the Dask cluster the runner connects to, read when the graph is
+        built; no bound when no cluster is connected.
     """
     from apache_beam.runners.dask import transform_evaluator
-    from apache_beam.runners.dask.overrides import _Flatten
+    from apache_beam.runners.dask.overrides import _Flatten, _GroupByKeyOnly
 
+    if shuffle_partitions is not None and shuffle_partitions < 1:
+        raise ValueError(f"shuffle_partitions must be at least 1, got {shuffle_partitions}")
+    _settings["shuffle_partitions"] = shuffle_partitions
     transform_evaluator.TRANSLATIONS[_Flatten] = _bounded_flatten()
+    transform_evaluator.TRANSLATIONS[_GroupByKeyOnly] = _bounded_group_by_key()
+
+
+def shuffle_partition_bound() -> int | None:
+    """Partitions a GroupByKey's input is merged down to, or ``None`` for no bound."""
+    if _settings["shuffle_partitions"] is not None:
+        return _settings["shuffle_partitions"]
+    try:
+        from distributed import default_client
+        client = default_client()
+    except (ImportError, ValueError):  # no distributed, or no client connected
+        return None
+    threads = sum(worker["nthreads"] for worker in client.scheduler_info()["workers"].values())
+    return max(1, SHUFFLE_PARTITIONS_PER_THREAD * threads) if threads else None
+
+
+def _merged(bag, partitions: int | None):
+    """``bag`` with adjacent partitions merged down to ``partitions`` (no shuffle)."""
+    if partitions is None or bag.npartitions <= partitions:
+        return bag
+    return bag.repartition(npartitions=partitions)
+
+
+def _key(item: tuple):
+    """The key of a ``(key, value)`` element."""
+    return item[0]
+
+
+def _key_and_values(group: tuple) -> tuple:
+    """A Dask group ``(key, [(key, value), ...])`` as Beam's ``(key, [value, ...])``."""
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    key, items = group
+    return key, [value.value if isinstance(value, WindowedValue) else value
+                 for _, value in items]
 
 
 @functools.cache
 def _bounded_flatten() -> type:
-    """The translation class, made on first use: importing this module needs no Dask."""
+    """The Flatten translation, made on first use: importing this module needs no Dask."""
     from apache_beam.runners.dask.transform_evaluator import Flatten
 
     class BoundedFlatten(Flatten):
         """``concat`` of the inputs, then adjacent partitions merged to the widest input's."""
 
         def apply(self, input_bag, side_inputs=None):
-            flattened = super().apply(input_bag, side_inputs)
             widest = max((bag.npartitions for bag in input_bag), default=1)
-            if flattened.npartitions <= widest:
-                return flattened
-            return flattened.repartition(npartitions=widest)
+            return _merged(super().apply(input_bag, side_inputs), widest)
 
     return BoundedFlatten
+
+
+@functools.cache
+def _bounded_group_by_key() -> type:
+    """The GroupByKey translation, made on first use."""
+    from apache_beam.runners.dask.transform_evaluator import GroupByKey
+
+    class BoundedGroupByKey(GroupByKey):
+        """Beam's ``groupby`` translation on the input merged to the shuffle bound.
+
+        The task shuffle is named, not left to Dask's default: finding the default imports
+        ``dask.dataframe`` (about 1 s of the launcher's start-up).
+        """
+
+        def apply(self, input_bag, side_inputs=None):
+            merged = _merged(input_bag, shuffle_partition_bound())
+            return merged.groupby(_key, shuffle="tasks").map(_key_and_values)
+
+    return BoundedGroupByKey

@@ -35,7 +35,7 @@ from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
 from fitting.video import DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_VIDEO_SECONDS, DEFAULT_VIDEO_FPS
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
-from pipelines.dask_partitions import bound_flatten_partitions, uses_dask
+from pipelines.dask_partitions import bound_partitions, uses_dask
 from pipelines.errors import OptionsError
 from pipelines.labelling import LabelFaces, landmarker_options, naming
 from pipelines.output_state import (
@@ -413,7 +413,7 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     items = list_items(options)
     workers = apply_workers(options, argv, len(items), videos=has_videos(items))
     if uses_dask(options):
-        bound_flatten_partitions()
+        bound_partitions()
     _, metadata = dataset_metadata(options)
     output = options.output.rstrip("/")
     fingerprint = run_fingerprint(options, metadata)

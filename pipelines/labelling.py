@@ -4,7 +4,7 @@ Input items -> read -> deduplicate -> decode (images; videos as sampled frames, 
 ``pipelines.video``) -> detect landmarks and crop -> link video faces into tracks -> fit the
 morphable model -> ``(source, PendingRow)`` per face, with failures as data at every stage
 (:class:`LabelFaces`). Crops and fitted rows are written in one named step each
-(``SelectAndCrop``, ``FitMorphableModel``); the shard writer reads them back.
+(``LandmarkAndCrop``, ``FitMorphableModel``); the shard writer reads them back.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failur
 from pipelines.resources import filesystem_options, load_once, use_filesystems
 from pipelines.sources import Failure, Naming
 from pipelines.video import (
-    DecodeVideos,
+    ChunkFrames,
+    PlanVideoChunks,
     TrackFaces,
     VideoLimits,
     frame_id,
@@ -123,22 +124,19 @@ def _chunks(items: list, size: int):
         yield items[start:start + size]
 
 
-@beam.typehints.with_output_types(Any)
-class DecodeDoFn(beam.DoFn):
-    """A batch of source records -> one list of ``(ImageMeta, RGB image)``, and failures.
+class DecodeImages:
+    """A batch of source records -> its ``decode`` failures, then one list of
+    ``(ImageMeta, RGB image)``.
 
-    Records whose bytes were dropped before the deduplication shuffle are read again here.
+    Records whose bytes were dropped before the deduplication shuffle are read again here. A
+    plain callable, not a step: the detection step calls it (:class:`DetectAndCrop`).
     """
 
-    def __init__(self, max_pixels: int, max_file_bytes: int, filesystems: dict | None = None):
+    def __init__(self, max_pixels: int, max_file_bytes: int):
         self.max_pixels = max_pixels
         self.max_file_bytes = max_file_bytes
-        self.filesystems = filesystems
 
-    def setup(self):
-        use_filesystems(self.filesystems)
-
-    def process(self, records):
+    def __call__(self, records):
         decoded = []
         for record in records:
             record = record.with_data(max_file_bytes=self.max_file_bytes)
@@ -156,16 +154,35 @@ class DecodeDoFn(beam.DoFn):
             yield decoded
 
 
-@beam.typehints.with_output_types(Any)
-class SelectAndCropDoFn(beam.DoFn):
-    """``(meta, image, faces)`` -> one ``FaceRecord`` per selected face, or a failure.
+class FrameImages:
+    """A ``VideoChunk`` -> lists of ``(ImageMeta, frame image)`` and its ``decode`` failure."""
 
-    With ``describe``, each face also gets its identity descriptor, computed here where the
-    source pixels still are.
+    def __init__(self, frames: ChunkFrames):
+        self.frames = frames
+
+    def __call__(self, task):
+        for batch in self.frames(task):
+            yield batch if is_failure(batch) else _frame_images(batch)
+
+
+@beam.typehints.with_output_types(Any)
+class FacesDoFn(beam.DoFn):
+    """An element -> one ``FaceRecord`` per selected face, and failures: pixels are made,
+    landmarked and cropped in this one step.
+
+    ``images`` turns the element into lists of ``(ImageMeta, RGB image)`` (and failures,
+    passed on); ``None`` takes the element as such a list. Pixels never leave the step: Beam's
+    Dask runner keeps every output of a step's partition in one list, which for decoded
+    250 x 250 images was 137 MiB a partition of 729 (RESULTS.md, "Dask memory"). With
+    ``describe``, each face also gets its identity descriptor, computed here where the source
+    pixels still are.
     """
 
-    def __init__(self, output: str, *, policy: str, crop_size: int, jpeg_quality: int,
+    def __init__(self, detector: DetectLandmarksDoFn, output: str, *, images=None,
+                 policy: str, crop_size: int, jpeg_quality: int,
                  filesystems: dict | None = None, describe: bool = False):
+        self.detector = detector
+        self.images = images
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
@@ -176,6 +193,7 @@ class SelectAndCropDoFn(beam.DoFn):
 
     def setup(self):
         use_filesystems(self.filesystems)
+        self.detector.setup()
         if self.describe:
             from fitting.landmarks.descriptor import FaceDescriptor
 
@@ -195,7 +213,15 @@ class SelectAndCropDoFn(beam.DoFn):
         return values.astype(np.float32)
 
     def process(self, element):
-        meta, image, found = element
+        for batch in [element] if self.images is None else self.images(element):
+            if is_failure(batch):
+                yield batch
+                continue
+            for meta, image, found in self.detector.process(batch):
+                yield from self._faces(meta, image, found)
+
+    def _faces(self, meta, image, found):
+        """``FaceRecord``s of the faces selected in one image, or its ``detect`` failure."""
         PROGRESS.add("images")
         faces = select_faces(found, self.policy)
         if not faces:
@@ -222,16 +248,19 @@ class SelectAndCropDoFn(beam.DoFn):
 
 
 class DetectAndCrop(beam.PTransform):
-    """Batches of decoded images -> cropped faces with landmarks; failures at ``detect``.
+    """Elements -> cropped faces with landmarks; failures at ``decode`` and ``detect``.
 
-    The batches are made by this pipeline (see ``_detect_batches``).
+    ``images`` (:class:`DecodeImages`, :class:`FrameImages`, or ``None`` for elements that
+    are already lists of ``(ImageMeta, RGB image)``) makes each element's pixels inside the
+    step; the batches are made by this pipeline (see ``_detect_batches``).
     """
 
-    def __init__(self, detector: DetectLandmarksDoFn, output: str, *, policy: str,
-                 crop_size: int, jpeg_quality: int, filesystems: dict | None = None,
-                 describe: bool = False):
+    def __init__(self, detector: DetectLandmarksDoFn, output: str, *, images=None,
+                 policy: str, crop_size: int, jpeg_quality: int,
+                 filesystems: dict | None = None, describe: bool = False):
         super().__init__()
         self.detector = detector
+        self.images = images
         self.output = output
         self.policy = policy
         self.crop_size = crop_size
@@ -239,13 +268,12 @@ class DetectAndCrop(beam.PTransform):
         self.filesystems = filesystems
         self.describe = describe
 
-    def expand(self, images):
-        return (images
-                | "DetectLandmarks" >> beam.ParDo(self.detector)
-                | "SelectAndCrop" >> beam.ParDo(SelectAndCropDoFn(
-                    self.output, policy=self.policy, crop_size=self.crop_size,
-                    jpeg_quality=self.jpeg_quality, filesystems=self.filesystems,
-                    describe=self.describe))
+    def expand(self, elements):
+        return (elements
+                | "LandmarkAndCrop" >> beam.ParDo(FacesDoFn(
+                    self.detector, self.output, images=self.images, policy=self.policy,
+                    crop_size=self.crop_size, jpeg_quality=self.jpeg_quality,
+                    filesystems=self.filesystems, describe=self.describe))
                 | "SplitDetectFailures" >> SplitFailures())
 
 
@@ -451,32 +479,28 @@ class LabelFaces(beam.PTransform):
         if self.videos:
             stills = survivors | "Stills" >> beam.Filter(
                 lambda record: not is_video_record(record))
-        images, decode_failures = (
-            _detect_batches(stills, batch_size=detector.batch_size)
-            | "Decode" >> beam.ParDo(DecodeDoFn(opts.max_pixels, opts.max_file_bytes,
-                                                filesystems))
-            | "SplitDecodeFailures" >> SplitFailures())
         detect = functools.partial(
             DetectAndCrop, detector, opts.output.rstrip("/"), policy=opts.faces,
             crop_size=opts.crop_size, jpeg_quality=opts.jpeg_quality, filesystems=filesystems,
             describe=describes_faces(opts))
-        faces, detect_failures = images | "Detect" >> detect()
-        failures = [decode_failures, detect_failures]
+        faces, detect_failures = (
+            _detect_batches(stills, batch_size=detector.batch_size)
+            | "Detect" >> detect(images=DecodeImages(opts.max_pixels, opts.max_file_bytes)))
+        failures = [detect_failures]
         if self.videos:
             # Frames get a detection step of their own: flattened with the images before
             # detection, Beam's multi-process DirectRunner lost 35 % of 12 000 faces
             # (RESULTS.md, "Scaling"). Faces, small records, meet after it.
-            frame_batches, video_failures = (
+            limits = video_limits(opts)
+            chunks, plan_failures = (
                 survivors
                 | "Videos" >> beam.Filter(is_video_record)
-                | "Video" >> DecodeVideos(video_limits(opts), batch_size=detector.batch_size,
-                                          filesystems=filesystems))
-            video_faces, frame_failures = (frame_batches
-                                           | "FrameImages" >> beam.Map(_frame_images)
-                                           | "DetectFrames" >> detect())
+                | "Video" >> PlanVideoChunks(limits, filesystems=filesystems))
+            video_faces, frame_failures = chunks | "DetectFrames" >> detect(
+                images=FrameImages(ChunkFrames(limits, batch_size=detector.batch_size)))
             tracked = video_faces | "Track" >> TrackFaces()
             faces = (faces, tracked) | "AllFaces" >> beam.Flatten()
-            failures += [video_failures, frame_failures]
+            failures += [plan_failures, frame_failures]
         if opts.subject_from_faces:
             faces = faces | "SubjectsFromFaces" >> SubjectsFromFaces(
                 cluster_settings(opts), bucket_bits=opts.identity_bucket_bits)

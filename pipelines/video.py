@@ -1,11 +1,12 @@
 """Video inputs of the labelling chain: time chunks, sampled frames and face tracks.
 
 A video survives deduplication as one record (its content id, no bytes). It is probed and cut
-into chunks of whole sampling slots (``fitting.video.plan_chunks``); after a reshuffle each
+into chunks of whole sampling slots (``fitting.video.plan_chunks``); after a shuffle each
 chunk is decoded on its own, from a seek, so the chunks of a long video spread over workers.
-Decoded frames join the still images before detection. After detection, the faces of one video
-meet in one group (a few hundred bytes a face) and are linked into tracks
-(``fitting.tracks.link_tracks``): linking over the whole video links across chunk boundaries.
+A chunk is decoded inside the step that landmarks its frames, so frames never cross a step.
+After detection, the faces of one video meet in one group (a few hundred bytes a face) and
+are linked into tracks (``fitting.tracks.link_tracks``): linking over the whole video links
+across chunk boundaries.
 
 The composites here are runner-neutral: keys crossing a shuffle are tuples of ints.
 """
@@ -101,20 +102,19 @@ def plan_video(record: SourceRecord, *, limits: VideoLimits, filesystems: dict |
         yield VideoChunk(record, chunk, info.duration_s)
 
 
-@beam.typehints.with_output_types(Any)
-class DecodeChunkDoFn(beam.DoFn):
+class ChunkFrames:
     """A ``VideoChunk`` -> lists of at most ``batch_size`` ``(record, SampledFrame)``; a
-    stream that breaks or ends early adds one ``decode`` failure after the frames it gave."""
+    stream that breaks or ends early adds one ``decode`` failure after the frames it gave.
 
-    def __init__(self, limits: VideoLimits, batch_size: int, filesystems: dict | None = None):
+    A plain callable, not a step: the detection step calls it (``labelling.DetectAndCrop``)
+    so that decoded frames never leave the step that landmarks them.
+    """
+
+    def __init__(self, limits: VideoLimits, batch_size: int):
         self.limits = limits
         self.batch_size = batch_size
-        self.filesystems = filesystems
 
-    def setup(self):
-        use_filesystems(self.filesystems)
-
-    def process(self, task: VideoChunk):
+    def __call__(self, task: VideoChunk):
         record, batch = task.record, []
         failure_id = frame_id(record.content_id, task.chunk.first_slot)
         try:
@@ -139,17 +139,15 @@ class DecodeChunkDoFn(beam.DoFn):
             yield failure
 
 
-class DecodeVideos(beam.PTransform):
-    """Video records -> ``(frame batches, failures at stage decode)``.
+class PlanVideoChunks(beam.PTransform):
+    """Video records -> ``(VideoChunk``s spread over workers, failures at stage decode)``.
 
-    A frame batch is a list of ``(record, SampledFrame)``, at most ``batch_size`` long.
+    The chunks are decoded where their frames are landmarked (:class:`ChunkFrames`).
     """
 
-    def __init__(self, limits: VideoLimits, *, batch_size: int,
-                 filesystems: dict | None = None):
+    def __init__(self, limits: VideoLimits, *, filesystems: dict | None = None):
         super().__init__()
         self.limits = limits
-        self.batch_size = batch_size
         self.filesystems = filesystems
 
     def expand(self, videos):
@@ -159,7 +157,7 @@ class DecodeVideos(beam.PTransform):
                                            filesystems=self.filesystems)
             .with_output_types(Any)
             | "SplitPlanFailures" >> SplitFailures())
-        frames, decode_failures = (
+        spread = (
             chunks
             # A GroupByKey on (video, chunk), not a Reshuffle: Beam's Dask runner drops
             # Reshuffles but hashes grouped keys over its partitions, so one video's chunks
@@ -167,12 +165,8 @@ class DecodeVideos(beam.PTransform):
             | "KeyByChunk" >> beam.Map(lambda task: (chunk_key(task), task))
             | "SpreadChunks" >> beam.GroupByKey()
             | "ChunkTasks" >> beam.FlatMapTuple(lambda _, tasks: sorted(
-                tasks, key=lambda task: task.record.uri))
-            | "DecodeChunks" >> beam.ParDo(DecodeChunkDoFn(self.limits, self.batch_size,
-                                                          self.filesystems))
-            | "SplitChunkFailures" >> SplitFailures())
-        failures = (plan_failures, decode_failures) | "VideoFailures" >> beam.Flatten()
-        return frames, failures
+                tasks, key=lambda task: task.record.uri)))
+        return spread, plan_failures
 
 
 def assign_tracks(faces: list) -> list:

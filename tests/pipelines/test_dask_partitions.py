@@ -5,7 +5,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pytest
 
-from pipelines.dask_partitions import bound_flatten_partitions, uses_dask
+from pipelines.dask_partitions import bound_partitions, uses_dask
 from pipelines.generate import GenerateOptions
 
 dask = pytest.importorskip("dask", reason="the dask extra is not installed")
@@ -38,8 +38,8 @@ def test_a_flatten_keeps_the_widest_inputs_partitions_and_every_element():
         # Beam's own translation (an in-process Dask run of this session may have bounded it).
         transform_evaluator.TRANSLATIONS[_Flatten] = transform_evaluator.Flatten
         unbounded = _bags(10)
-        bound_flatten_partitions()
-        bound_flatten_partitions()  # idempotent
+        bound_partitions()
+        bound_partitions()  # idempotent
         bounded = _bags(10)
     finally:
         transform_evaluator.TRANSLATIONS[_Flatten] = original
