@@ -414,3 +414,16 @@ def test_a_member_opened_again_is_the_member_or_a_reason(archive_runs, video_fol
         with pytest.raises(MemberError, match="larger than"):
             with open_member(str(archive), "clips/astronaut.mp4", max_bytes=len(data) - 1):
                 pass
+
+
+def test_a_tar_cut_inside_a_video_member_keeps_the_members_before_it(archive_runs, tmp_path):
+    archive, _, _ = archive_runs[".tar"]
+    with tarfile.open(archive) as handle:
+        pair = handle.getmember("clips/pair.mkv")
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[: pair.offset_data + pair.size // 2])
+    item = SourceItem(uri=str(cut), source=str(cut), kind="archive")
+    first, failure = read_item(item, max_file_bytes=1 << 26)
+    assert first.uri == f"{cut}!clips/astronaut.mp4" and first.member == "clips/astronaut.mp4"
+    assert (failure.source_uri, failure.stage, failure.reason) == (
+        str(cut), "read", "archive_corrupt")
