@@ -60,8 +60,8 @@ class GenerateOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument("--input", nargs="+", default=None,
                             help="folders, globs, files (images; videos .mp4 .mov .avi .mkv "
-                                 ".webm), archives (.tar, .tar.gz, .zip) or manifests (.csv, "
-                                 ".jsonl); local or gs://, s3://")
+                                 ".webm), archives of them (.tar, .tar.gz, .zip) or manifests "
+                                 "(.csv, .jsonl); local or gs://, s3://")
         parser.add_argument("--output", default=None, help="output folder (local or remote)")
         parser.add_argument("--model", default="open",
                             help="'open' (embedded CC0 model) or a converted model .npz")
@@ -235,11 +235,12 @@ PARALLEL_FROM_ITEMS = 2000
 def default_workers(item_count: int, *, videos: bool = False) -> int:
     """``--workers`` when not given: every core for large inputs, else one process.
 
-    Inputs with videos run in one process unless ``--workers`` says otherwise: Beam's
-    multi-process DirectRunner lost faces of a large collection when video frames were
-    flattened with the images before detection (caught by the accounting; RESULTS.md
-    "Scaling"). That Flatten is gone, and 12 000 faces through the video graph now come out
-    whole, but no large video collection has been run on several processes yet.
+    Inputs with videos (or archives, which may hold videos) run in one process unless
+    ``--workers`` says otherwise: Beam's multi-process DirectRunner lost faces of a large
+    collection when video frames were flattened with the images before detection (caught by
+    the accounting; RESULTS.md "Scaling"). That Flatten is gone, and 12 000 faces through the
+    video graph now come out whole, but no large video collection has been run on several
+    processes yet.
     """
     if videos:
         return 1

@@ -525,7 +525,8 @@ def video_limits(options: GenerateOptions) -> VideoLimits:
     """How videos are sampled and refused, from the ``--video-*`` and ``--max-*`` flags."""
     return VideoLimits(fps=options.video_fps, chunk_seconds=options.video_chunk_seconds,
                        max_frames=options.max_frames_per_video,
-                       max_seconds=options.max_video_seconds, max_pixels=options.max_pixels)
+                       max_seconds=options.max_video_seconds, max_pixels=options.max_pixels,
+                       max_file_bytes=options.max_file_bytes)
 
 
 def describes_faces(options: GenerateOptions) -> bool:

@@ -3,12 +3,14 @@
 An input spec expands into :class:`SourceItem` (one file or archive to read); reading an item
 yields :class:`SourceRecord` (one image's bytes, or a video's content id) or a
 :class:`Failure` at stage ``read``. Archive members are streamed, never extracted to disk.
-Videos (plain files, not archive members) are hashed as a stream and never held in memory:
-their frames are decoded later, chunk by chunk, from the file itself.
+Videos, plain files and archive members alike, are hashed as a stream and never held in
+memory: their frames are decoded later, chunk by chunk, from the file or the member itself
+(``pipelines.archive_members``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -19,6 +21,7 @@ import posixpath
 import re
 import tarfile
 import zipfile
+import zlib
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -26,7 +29,8 @@ from apache_beam.io.filesystems import FileSystems
 from fitting.image import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-ARCHIVE_EXTENSIONS = (".tar", ".tar.gz", ".tgz", ".zip")
+COMPRESSED_TAR_EXTENSIONS = (".tar.gz", ".tgz")
+ARCHIVE_EXTENSIONS = (".tar", *COMPRESSED_TAR_EXTENSIONS, ".zip")
 MANIFEST_EXTENSIONS = (".csv", ".jsonl")
 MANIFEST_PATH_COLUMNS = ("path", "uri")
 ARCHIVE_SEPARATOR = "!"
@@ -106,7 +110,9 @@ class SourceRecord:
     data : bytes or None   None once dropped for a shuffle (see :meth:`without_data`)
     content_id : str   sha256 of the bytes
     location : str or None   the path to open again for a plain file (None for archive
-                       members, whose bytes are kept: re-reading a tar stream is costly)
+                       images, whose bytes are kept: re-reading a tar stream is costly); for
+                       a video in an archive, the archive
+    member : str or None     for a video in an archive, its member name in ``location``
     """
 
     uri: str
@@ -116,6 +122,7 @@ class SourceRecord:
     subject: str | None = None
     content_id: str = ""
     location: str | None = None
+    member: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "uri", printable_uri(self.uri))
@@ -196,8 +203,11 @@ def is_video_name(uri: str) -> bool:
 
 
 def has_videos(items) -> bool:
-    """Whether expanded inputs (``SourceItem``s and failures) name a video file."""
-    return any(isinstance(item, SourceItem) and item.kind == "file" and is_video_name(item.uri)
+    """Whether expanded inputs (``SourceItem``s and failures) may hold a video: they name a
+    video file, or an archive (its members are not listed in the launcher: that would read a
+    compressed tar whole before the run starts)."""
+    return any(isinstance(item, SourceItem)
+               and (item.kind == "archive" or is_video_name(item.uri))
                for item in items)
 
 
@@ -390,22 +400,34 @@ def read_item(item: SourceItem, *, max_file_bytes: int):
 HASH_BLOCK_BYTES = 1 << 20
 
 
+def _hash_stream(stream, *, max_bytes: int) -> str | None:
+    """The sha256 (hex) of a binary stream read in blocks; None once it passes ``max_bytes``."""
+    digest, size = hashlib.sha256(), 0
+    while block := stream.read(HASH_BLOCK_BYTES):
+        size += len(block)
+        if size > max_bytes:
+            return None
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _too_large(uri: str, source: str, max_file_bytes: int) -> Failure:
+    return Failure(uri_id(uri), uri, source, "read", "file_too_large",
+                   f"larger than {max_file_bytes} bytes")
+
+
 def _read_video(item: SourceItem, *, max_file_bytes: int):
     """A video's record (content id, no bytes) or a read failure."""
-    digest, size = hashlib.sha256(), 0
     try:
         with _open(item.uri) as handle:
-            while block := handle.read(HASH_BLOCK_BYTES):
-                size += len(block)
-                if size > max_file_bytes:
-                    return Failure(uri_id(item.uri), item.uri, item.source, "read",
-                                   "file_too_large", f"larger than {max_file_bytes} bytes")
-                digest.update(block)
+            digest = _hash_stream(handle, max_bytes=max_file_bytes)
     except (OSError, ValueError) as error:
         return Failure(uri_id(item.uri), item.uri, item.source, "read", "unreadable",
                        str(error))
+    if digest is None:
+        return _too_large(item.uri, item.source, max_file_bytes)
     return SourceRecord(item.uri, item.source, None, item.label, item.subject,
-                        content_id=digest.hexdigest(), location=item.uri)
+                        content_id=digest, location=item.uri)
 
 
 def open_location(uri: str):
@@ -420,43 +442,65 @@ def _read_archive(item: SourceItem, *, max_file_bytes: int):
         yield Failure(uri_id(item.uri), item.uri, item.source, "read", "unreadable", str(error))
         return
     with handle:
-        reader = _zip_members if _lower_name(item.uri).endswith(".zip") else _tar_members
-        members = reader(handle, max_file_bytes=max_file_bytes)
+        lister = _zip_members if _lower_name(item.uri).endswith(".zip") else _tar_members
         try:
-            for name, data in members:
-                member_uri = f"{item.uri}{ARCHIVE_SEPARATOR}{name}"
-                if data is None or len(data) > max_file_bytes:
-                    yield Failure(uri_id(member_uri), member_uri, item.source, "read",
-                                  "file_too_large", f"larger than {max_file_bytes} bytes")
-                    continue
-                naming = item.naming
-                label = naming.label(name) if naming.label_from_parent else item.label
-                subject = (naming.subject(name)
-                           if naming.subject_from_parent or naming.subject_pattern
-                           else item.subject)
-                yield SourceRecord(member_uri, item.source, data, label, subject)
-        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
+            for name, size, open_member in lister(handle):
+                yield _read_member(item, name, size, open_member, max_file_bytes=max_file_bytes)
+        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
             # Members already yielded stay; the rest of a broken archive is one failure.
             yield Failure(uri_id(item.uri), item.uri, item.source, "read", "archive_corrupt",
                           str(error))
 
 
-def _tar_members(handle, *, max_file_bytes: int):
-    """(name, bytes or None when too large) of image members of a tar stream, in order."""
+def _read_member(item: SourceItem, name: str, size: int, open_member, *, max_file_bytes: int):
+    """The record of one archive member (an image's bytes, or a video's content id) or a
+    ``file_too_large`` failure; archive errors propagate to :func:`_read_archive`."""
+    member_uri = f"{item.uri}{ARCHIVE_SEPARATOR}{name}"
+    if size > max_file_bytes:
+        return _too_large(member_uri, item.source, max_file_bytes)
+    label, subject = _member_naming(item, name)
+    with open_member() as stream:
+        if is_video_name(name):
+            digest = _hash_stream(stream, max_bytes=max_file_bytes)
+            data = None
+        else:
+            data = stream.read(max_file_bytes + 1)
+            digest = None if len(data) > max_file_bytes else content_id(data)
+    if digest is None:
+        return _too_large(member_uri, item.source, max_file_bytes)
+    if data is None:
+        return SourceRecord(member_uri, item.source, None, label, subject, content_id=digest,
+                            location=item.uri, member=name)
+    return SourceRecord(member_uri, item.source, data, label, subject, content_id=digest)
+
+
+def _member_naming(item: SourceItem, name: str) -> tuple:
+    """(label, subject) of an archive member: from its name where the naming says so, else
+    the archive's own (a manifest row naming the archive)."""
+    naming = item.naming
+    label = naming.label(name) if naming.label_from_parent else item.label
+    subject = (naming.subject(name) if naming.subject_from_parent or naming.subject_pattern
+               else item.subject)
+    return label, subject
+
+
+def _is_member_input(name: str) -> bool:
+    return is_image_name(name) or is_video_name(name)
+
+
+def _tar_members(handle):
+    """(name, size, open) of the image and video members of a tar stream, in order;
+    ``open()`` gives the member's stream, readable until the next member is listed."""
     with tarfile.open(fileobj=handle, mode="r|*") as archive:
         for member in archive:
-            if member.isfile() and is_image_name(member.name):
-                if member.size > max_file_bytes:
-                    yield member.name, None
-                    continue
-                stream = archive.extractfile(member)
-                yield member.name, stream.read() if stream is not None else b""
+            if member.isfile() and _is_member_input(member.name):
+                yield member.name, member.size, \
+                    lambda member=member: contextlib.closing(archive.extractfile(member))
 
 
-def _zip_members(handle, *, max_file_bytes: int):
-    """(name, bytes or None when too large) of image members of a zip file, by name."""
+def _zip_members(handle):
+    """(name, size, open) of the image and video members of a zip file, by name."""
     with zipfile.ZipFile(handle) as archive:
         for info in sorted(archive.infolist(), key=lambda entry: entry.filename):
-            if not info.is_dir() and is_image_name(info.filename):
-                too_large = info.file_size > max_file_bytes
-                yield info.filename, None if too_large else archive.read(info)
+            if not info.is_dir() and _is_member_input(info.filename):
+                yield info.filename, info.file_size, lambda info=info: archive.open(info)

@@ -21,6 +21,7 @@ import numpy as np
 
 from fitting.tracks import link_tracks
 from fitting.video import Chunk, VideoDecodeError, decode_chunk, plan_chunks, probe
+from pipelines.archive_members import open_member
 from pipelines.reading import SplitFailures, content_key
 from pipelines.resources import use_filesystems
 from pipelines.sources import Failure, SourceRecord, content_id, is_video_name, open_location
@@ -30,13 +31,15 @@ EMPTY_CONTENT_ID = content_id(b"")
 
 @dataclasses.dataclass(frozen=True)
 class VideoLimits:
-    """How videos are sampled and what is refused (the ``--video-*`` and ``--max-*`` flags)."""
+    """How videos are sampled and what is refused (the ``--video-*`` and ``--max-*`` flags);
+    ``max_file_bytes`` bounds a video member of a compressed tar, which is read into memory."""
 
     fps: float
     chunk_seconds: float
     max_frames: int
     max_seconds: float
     max_pixels: int
+    max_file_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +71,13 @@ def track_id(video_id: str, number: int) -> str:
     return f"{video_id}-k{number}"
 
 
+def open_video(record: SourceRecord, *, max_file_bytes: int):
+    """A seekable binary file of a video record: its file, or its member of an archive."""
+    if record.member is None:
+        return open_location(record.location)
+    return open_member(record.location, record.member, max_bytes=max_file_bytes)
+
+
 def _decode_failure(record: SourceRecord, failure_id: str, reason: str, message: str):
     beam.metrics.Metrics.counter("expnet", "video_failures").inc()
     return Failure(failure_id, record.uri, record.source, "decode", reason, message)
@@ -88,7 +98,7 @@ def plan_video(record: SourceRecord, *, limits: VideoLimits, filesystems: dict |
         yield _decode_failure(record, record.content_id, "empty_file", "the file is empty")
         return
     try:
-        with open_location(record.location) as handle:
+        with open_video(record, max_file_bytes=limits.max_file_bytes) as handle:
             info = probe(handle, max_pixels=limits.max_pixels, max_seconds=limits.max_seconds)
     except VideoDecodeError as error:
         yield _decode_failure(record, record.content_id, error.reason, str(error))
@@ -118,7 +128,7 @@ class ChunkFrames:
         record, batch = task.record, []
         failure_id = frame_id(record.content_id, task.chunk.first_slot)
         try:
-            with open_location(record.location) as handle:
+            with open_video(record, max_file_bytes=self.limits.max_file_bytes) as handle:
                 for frame in decode_chunk(handle, task.chunk, fps=self.limits.fps,
                                           max_pixels=self.limits.max_pixels,
                                           duration_s=task.duration_s):

@@ -14,6 +14,7 @@ from pipelines.sources import (
     SourceRecord,
     content_id,
     expand_input,
+    has_videos,
     read_item,
 )
 
@@ -176,3 +177,13 @@ def test_oversized_file_is_refused_before_reading_it_all(tmp_path):
     path.write_bytes(b"x" * 100)
     [failure] = list(read_item(SourceItem(str(path), "s"), max_file_bytes=10))
     assert failure.reason == "file_too_large"
+
+
+def test_inputs_may_hold_videos_when_they_name_a_video_or_an_archive():
+    still = SourceItem(uri="faces/a.jpg", source="faces")
+    video = SourceItem(uri="faces/a.MP4", source="faces")
+    # The launcher does not list members: an archive may hold videos.
+    archive = SourceItem(uri="faces.zip", source="faces.zip", kind="archive")
+    failure = Failure("uri-x", "clips/b.mp4", "clips", "read", "no_match")
+    assert not has_videos([still, failure])
+    assert has_videos([still, video]) and has_videos([still, archive])

@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import shutil
+import tarfile
+import zipfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -18,6 +20,7 @@ import pytest
 from inspection.cli import summary_rows
 from inspection.scan import scan_output
 from pipelines import synth
+from pipelines.archive_members import MemberError, open_member
 from pipelines.errors import OptionsError
 from pipelines.sources import SourceItem, read_item
 from schemas import ROW_SCHEMA, table_problems
@@ -286,3 +289,141 @@ def test_video_flags_are_checked_before_anything_runs(tmp_path):
     message = str(raised.value)
     for flag in ("--video-fps", "--max-frames-per-video", "--video-chunk-seconds"):
         assert flag in message
+
+
+# Inside archives: two good videos, a truncated one with frames, one cut before its index
+# (not a video at all) and a still; loose in ``video_folder``, under ``clips/`` in the archive.
+ARCHIVED = ("astronaut.mp4", "pair.mkv", "still.jpg", "bad/cut.mkv", "bad/cut-index.mp4")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".zip")
+
+
+def write_archive(path, folder, names) -> None:
+    """``folder/<name>`` for each name, stored as ``clips/<name>``; the container from the
+    suffix (zip members deflated, as a zip tool does by default)."""
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name in names:
+                archive.write(folder / name, f"clips/{name}")
+        return
+    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as archive:
+        for name in names:
+            archive.add(folder / name, f"clips/{name}")
+
+
+@pytest.fixture(scope="module")
+def archive_runs(video_folder, tmp_path_factory):
+    """suffix -> (archive, output, stats): one run over each kind of archive."""
+    root = tmp_path_factory.mktemp("video-archives")
+    runs = {}
+    for suffix in ARCHIVE_SUFFIXES:
+        archive = root / f"clips{suffix}"
+        write_archive(archive, video_folder, ARCHIVED)
+        output = root / f"out{suffix}"
+        runs[suffix] = archive, output, run_generate([archive], output, *FLAGS)
+    return runs
+
+
+def loose_name(uri: str, archive) -> str:
+    """The name under ``video_folder`` of an archive member's URI ``<archive>!clips/<name>``."""
+    prefix = f"{archive}!clips/"
+    assert uri.startswith(prefix), uri
+    return uri[len(prefix):]
+
+
+def without_uri(rows: list, drop=(columns.SOURCE_URI,)) -> list:
+    return [{key: value for key, value in row.items() if key not in drop} for row in rows]
+
+
+@pytest.mark.parametrize("suffix", ARCHIVE_SUFFIXES)
+def test_videos_in_an_archive_give_the_rows_of_loose_files(archive_runs, video_run,
+                                                           video_folder, suffix):
+    archive, output, stats = archive_runs[suffix]
+    assert stats["invariant"]["holds"]
+    assert (stats["inputs"], stats["written"], stats["failed"], stats["duplicates"]) == (
+        5, 4, 1, 0)
+    rows = read_rows(output)
+    # Ids, labels, times and tracks come from the content: only the naming differs.
+    loose = [row for row in read_rows(video_run[0])
+             if row[columns.SOURCE_URI] in {str(video_folder / name) for name in ARCHIVED}]
+    assert without_uri(rows) == without_uri(loose)
+    assert [str(video_folder / loose_name(row[columns.SOURCE_URI], archive))
+            for row in rows] == [row[columns.SOURCE_URI] for row in loose]
+    assert {row[columns.TRACK_ID] for row in rows_of(rows, "pair.mkv")} == {
+        row[columns.TRACK_ID] for row in rows_of(loose, "pair.mkv")}
+    assert len({row[columns.TRACK_ID] for row in rows_of(rows, "pair.mkv")}) == 2
+
+
+@pytest.mark.parametrize("suffix", ARCHIVE_SUFFIXES)
+def test_a_broken_video_member_is_a_failure_row_and_loses_nothing_else(archive_runs,
+                                                                       video_run, suffix):
+    archive, output, _ = archive_runs[suffix]
+    failures = read_failures(output)
+    by_name = {}
+    for row in failures:
+        by_name.setdefault(loose_name(row[columns.SOURCE_URI], archive), set()).add(
+            (row[columns.STAGE], row[columns.REASON]))
+    assert by_name == {"bad/cut-index.mp4": {("decode", "not_a_video")},
+                       "bad/cut.mkv": {("decode", "truncated")}}
+    # The truncated member fails where the loose file does, chunk by chunk.
+    loose = [row for row in read_failures(video_run[0])
+             if row[columns.SOURCE_URI].endswith(("/cut.mkv", "/cut-index.mp4"))]
+    # FFmpeg's messages name the file it was given, so only the truncation's are alike.
+    drop = (columns.SOURCE_URI, columns.SOURCE, columns.MESSAGE)
+    assert without_uri(failures, drop) == without_uri(loose, drop)
+    assert [row[columns.MESSAGE] for row in failures if row[columns.REASON] == "truncated"] == [
+        row[columns.MESSAGE] for row in loose if row[columns.REASON] == "truncated"]
+
+
+def test_an_archive_of_videos_rerun_writes_the_same_bytes(archive_runs, tmp_path):
+    archive, reference, _ = archive_runs[".tar.gz"]
+    run_generate([archive], tmp_path, *FLAGS)
+    assert dataset_bytes(tmp_path) == dataset_bytes(reference)
+
+
+def test_a_video_member_is_hashed_as_a_stream_and_refused_above_the_byte_limit(
+        archive_runs, video_folder):
+    size = (video_folder / "pair.mkv").stat().st_size
+    for suffix in ARCHIVE_SUFFIXES:
+        archive, _, _ = archive_runs[suffix]
+        item = SourceItem(uri=str(archive), source=str(archive), kind="archive")
+        records = {record.uri: record
+                   for record in read_item(item, max_file_bytes=10 * size)}
+        pair = records[f"{archive}!clips/pair.mkv"]
+        assert (pair.data, pair.location, pair.member) == (None, str(archive), "clips/pair.mkv")
+        assert pair.content_id == file_id(video_folder / "pair.mkv")
+        still = records[f"{archive}!clips/still.jpg"]
+        assert still.data == (video_folder / "still.jpg").read_bytes() and still.member is None
+        smaller = {getattr(record, "source_uri", None) or record.uri: record
+                   for record in read_item(item, max_file_bytes=size - 1)}
+        failure = smaller[f"{archive}!clips/pair.mkv"]
+        assert (failure.stage, failure.reason) == ("read", "file_too_large")
+
+
+def test_a_member_opened_again_is_the_member_or_a_reason(archive_runs, video_folder):
+    data = (video_folder / "astronaut.mp4").read_bytes()
+    for suffix in ARCHIVE_SUFFIXES:
+        archive, _, _ = archive_runs[suffix]
+        with open_member(str(archive), "clips/astronaut.mp4", max_bytes=len(data)) as member:
+            member.seek(len(data) // 2)
+            tail = member.read()
+            member.seek(0)
+            assert member.read() == data and tail == data[len(data) // 2:]
+        with pytest.raises(MemberError, match="no file member"):
+            with open_member(str(archive), "clips/missing.mp4", max_bytes=len(data)):
+                pass
+        with pytest.raises(MemberError, match="larger than"):
+            with open_member(str(archive), "clips/astronaut.mp4", max_bytes=len(data) - 1):
+                pass
+
+
+def test_a_tar_cut_inside_a_video_member_keeps_the_members_before_it(archive_runs, tmp_path):
+    archive, _, _ = archive_runs[".tar"]
+    with tarfile.open(archive) as handle:
+        pair = handle.getmember("clips/pair.mkv")
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[: pair.offset_data + pair.size // 2])
+    item = SourceItem(uri=str(cut), source=str(cut), kind="archive")
+    first, failure = read_item(item, max_file_bytes=1 << 26)
+    assert first.uri == f"{cut}!clips/astronaut.mp4" and first.member == "clips/astronaut.mp4"
+    assert (failure.source_uri, failure.stage, failure.reason) == (
+        str(cut), "read", "archive_corrupt")
