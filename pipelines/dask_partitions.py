@@ -12,8 +12,8 @@ input's partition count and which costs about n x n small tasks for n partitions
 partitions are sized for the heavy first steps (``Create``'s 128 items each), so at 3000 faces
 the run's eight shuffles made 4780 split tasks, and the scheduler's handling of them, not the
 work, set the last third of the run's wall time (RESULTS.md, "Dask shuffles"). Here a
-GroupByKey first merges adjacent input partitions down to twice the cluster's worker threads,
-enough to keep every thread busy after the shuffle. Keys are hashed by Dask's ``tokenize``,
+GroupByKey first merges adjacent input partitions down to twice the cluster's worker threads
+(at least 8), enough to keep every thread busy after the shuffle. Keys are hashed by Dask's ``tokenize``,
 the same in every process, and grouping does not depend on the partitioning, so the dataset
 is the same.
 """
@@ -25,8 +25,10 @@ import functools
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 DASK_RUNNER_NAMES = ("DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner")
-# Partitions a shuffle keeps per worker thread: two, so that a slow partition has company.
+# Partitions a shuffle keeps per worker thread: two, so that a slow partition has company;
+# and at least 8 (64 split tasks a shuffle), so that a small cluster still spreads its work.
 SHUFFLE_PARTITIONS_PER_THREAD = 2
+MIN_SHUFFLE_PARTITIONS = 8
 
 _settings = {"shuffle_partitions": None}
 
@@ -47,8 +49,9 @@ def bound_partitions(shuffle_partitions: int | None = None) -> None:
     ----------
     shuffle_partitions : int, optional
         Partitions a GroupByKey's input is merged down to. ``None`` (the default): twice the
-        worker threads of the Dask cluster the runner connects to, read when the graph is
-        built; no bound when no cluster is connected.
+        worker threads of the Dask cluster the runner connects to (at least
+        ``MIN_SHUFFLE_PARTITIONS``), read when the graph is built; no bound when no cluster
+        is connected.
     """
     from apache_beam.runners.dask import transform_evaluator
     from apache_beam.runners.dask.overrides import _Flatten, _GroupByKeyOnly
@@ -70,7 +73,7 @@ def shuffle_partition_bound() -> int | None:
     except (ImportError, ValueError):  # no distributed, or no client connected
         return None
     threads = sum(worker["nthreads"] for worker in client.scheduler_info()["workers"].values())
-    return max(1, SHUFFLE_PARTITIONS_PER_THREAD * threads) if threads else None
+    return max(MIN_SHUFFLE_PARTITIONS, SHUFFLE_PARTITIONS_PER_THREAD * threads)
 
 
 def _merged(bag, partitions: int | None):

@@ -37,7 +37,7 @@ from pipelines import accounting, writing
 from pipelines.collect import ToOneList
 from pipelines.dask_partitions import bound_partitions, uses_dask
 from pipelines.errors import OptionsError
-from pipelines.labelling import LabelFaces, landmarker_options, naming
+from pipelines.labelling import LabelFaces, describes_faces, landmarker_options, naming
 from pipelines.output_state import (
     DatasetStateError,
     RunPlan,
@@ -50,6 +50,7 @@ from pipelines.output_state import (
 from pipelines.progress import PROGRESS
 from pipelines.resources import filesystem_options, with_filesystems
 from pipelines.sources import expand_input, has_videos
+from pipelines.warmup import warm_dask_workers
 from schemas import DatasetMetadata
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -402,8 +403,6 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     DatasetStateError   when ``--output`` holds a dataset made otherwise, and neither
                         ``--overwrite`` nor ``--incremental`` says what to do with it
     """
-    from pipelines import summary
-
     options = GenerateOptions(argv)
     problems = validate_options(options)
     if problems:
@@ -415,6 +414,18 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     workers = apply_workers(options, argv, len(items), videos=has_videos(items))
     if uses_dask(options):
         bound_partitions()
+    release_workers = warm_workers(options)
+    try:
+        return _run(options, items, workers, test_pipeline)
+    finally:
+        release_workers()
+
+
+def _run(options: GenerateOptions, items: list, workers: int,
+         test_pipeline: beam.Pipeline | None) -> dict:
+    """``run`` once the options are checked and the engine is chosen."""
+    from pipelines import summary
+
     _, metadata = dataset_metadata(options)
     output = options.output.rstrip("/")
     fingerprint = run_fingerprint(options, metadata)
@@ -439,6 +450,25 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     if not options.quiet:
         print(summary.format_summary(stats, output))
     return stats
+
+
+def warm_workers(options: GenerateOptions):
+    """Start loading the run's detector and model on the workers at ``--dask_client_address``
+    (:mod:`pipelines.warmup`); returns the function that releases them. A no-op off Dask, and
+    without an address: Beam's runner then starts its own cluster when the pipeline runs."""
+    if not uses_dask(options):
+        return _nothing
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    address = options.view_as(DaskOptions).address
+    if not address:
+        return _nothing
+    return warm_dask_workers(address, options.landmarker, landmarker_options(options),
+                             options.model, describes_faces(options))
+
+
+def _nothing() -> None:
+    return None
 
 
 def describe_run(options: GenerateOptions, metadata: DatasetMetadata,

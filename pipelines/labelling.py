@@ -43,6 +43,20 @@ if TYPE_CHECKING:
 FIT_BATCH_SIZE = 256
 
 
+def load_worker_model(spec: str):
+    """The morphable model ``spec`` of this process (loaded once)."""
+    from fitting.models import load_model
+
+    return load_once(("model", spec), lambda: load_model(spec))
+
+
+def load_descriptor():
+    """The face identity descriptor network of this process (loaded once)."""
+    from fitting.landmarks.descriptor import FaceDescriptor
+
+    return load_once(("face_descriptor",), lambda: FaceDescriptor().load())
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageMeta:
     """An input image (or a sampled video frame) after deduplication, minus its pixels.
@@ -195,10 +209,7 @@ class FacesDoFn(beam.DoFn):
         use_filesystems(self.filesystems)
         self.detector.setup()
         if self.describe:
-            from fitting.landmarks.descriptor import FaceDescriptor
-
-            self.descriptor = load_once(("face_descriptor",),
-                                        lambda: FaceDescriptor().load())
+            self.descriptor = load_descriptor()
 
     def _describe(self, image, face) -> np.ndarray | None:
         """The face's descriptor; None when off, or when the network refuses the face (the
@@ -301,10 +312,8 @@ class FitDoFn(beam.DoFn):
         self.model = None
 
     def setup(self):
-        from fitting.models import load_model
-
         use_filesystems(self.filesystems)
-        self.model = load_once(("model", self.model_spec), lambda: load_model(self.model_spec))
+        self.model = load_worker_model(self.model_spec)
         if self.model.content_hash != self.model_hash:
             raise RuntimeError(f"model {self.model_spec!r} on this worker differs from the "
                                "one the pipeline was launched with")

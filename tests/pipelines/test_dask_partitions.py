@@ -29,20 +29,37 @@ def _bags(partition_size: int) -> dict:
     return {node.full_label: bag for node, bag in visitor.bags.items()}
 
 
-def test_a_flatten_keeps_the_widest_inputs_partitions_and_every_element():
+@pytest.fixture
+def beams_translations():
+    """Beam's own Flatten and GroupByKey translations for the test, the table restored after
+    (an in-process Dask run of this session may have bounded them)."""
     from apache_beam.runners.dask import transform_evaluator
-    from apache_beam.runners.dask.overrides import _Flatten
+    from apache_beam.runners.dask.overrides import _Flatten, _GroupByKeyOnly
 
-    original = transform_evaluator.TRANSLATIONS[_Flatten]
-    try:
-        # Beam's own translation (an in-process Dask run of this session may have bounded it).
-        transform_evaluator.TRANSLATIONS[_Flatten] = transform_evaluator.Flatten
-        unbounded = _bags(10)
-        bound_partitions()
-        bound_partitions()  # idempotent
-        bounded = _bags(10)
-    finally:
-        transform_evaluator.TRANSLATIONS[_Flatten] = original
+    table = transform_evaluator.TRANSLATIONS
+    original = dict(table)
+    table[_Flatten] = transform_evaluator.Flatten
+    table[_GroupByKeyOnly] = transform_evaluator.GroupByKey
+    yield
+    table.clear()
+    table.update(original)
+
+
+def _groups(bag) -> list:
+    """The ``(key, sorted values)`` of a GroupByKey's bag, sorted by key.
+
+    Computed in a worker process, as on a cluster: Beam's ParDo translation relies on each
+    task being unpickled, and in this process the partitions of a ParDo share one output list.
+    """
+    computed = bag.compute(scheduler="processes", num_workers=1)
+    return sorted((key, sorted(values)) for key, values in computed)
+
+
+def test_a_flatten_keeps_the_widest_inputs_partitions_and_every_element(beams_translations):
+    unbounded = _bags(10)
+    bound_partitions()
+    bound_partitions()  # idempotent
+    bounded = _bags(10)
     assert unbounded["Create0"].npartitions == 4
     assert unbounded["Flatten"].npartitions == 12
     assert bounded["Flatten"].npartitions == 4
@@ -58,3 +75,33 @@ def test_uses_dask_names_the_runner_by_its_short_or_full_name():
         ["--runner", "apache_beam.runners.dask.dask_runner.DaskRunner"]))
     assert not uses_dask(GenerateOptions([]))
     assert not uses_dask(GenerateOptions(["--runner", "DirectRunner"]))
+
+
+def test_a_group_by_key_merges_its_input_to_the_bound_and_groups_the_same(beams_translations):
+    unbounded = _bags(5)  # 8 partitions a Create, 24 after the (unbounded) Flatten
+    bound_partitions(shuffle_partitions=3)
+    bounded = _bags(5)
+    group = "Group/GroupByWindow"
+    assert unbounded[group].npartitions == 24
+    assert bounded[group].npartitions == 3
+    assert _groups(bounded[group]) == _groups(unbounded[group])
+    assert _groups(bounded[group]) == [(tens, list(range(tens * 10, tens * 10 + 10)))
+                                       for tens in range(12)]
+
+
+def test_the_shuffle_bound_is_twice_the_clusters_threads_with_a_floor(beams_translations):
+    from pipelines import dask_partitions
+
+    distributed = pytest.importorskip("distributed")
+    bound_partitions()
+    assert dask_partitions.shuffle_partition_bound() is None  # no cluster connected
+    with distributed.LocalCluster(n_workers=3, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster):
+            assert dask_partitions.shuffle_partition_bound() == 12
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster):
+            assert dask_partitions.shuffle_partition_bound() == 8
+    with pytest.raises(ValueError, match="at least 1"):
+        bound_partitions(shuffle_partitions=0)
