@@ -25,8 +25,9 @@ from fitting.identity_clusters import (
     descriptor_bucket,
 )
 from pipelines.reading import content_key
+from schemas.rows import AUTO_SUBJECT_PREFIX
 
-AUTO_PREFIX = "auto:"
+AUTO_PREFIX = AUTO_SUBJECT_PREFIX
 
 
 def is_automatic(subject: str | None) -> bool:
