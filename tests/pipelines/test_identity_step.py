@@ -128,3 +128,18 @@ def test_the_check_notes_a_given_subject_kept_on_a_face_fitted_alone(tmp_path):
     # Without --check-subjects a given subject is pooled as it is, and nothing is noted.
     unchecked, _ = _fit_group(tmp_path / "plain", "alice", check_subjects=False)
     assert [row.check_note for row in unchecked] == [None] * 7
+
+
+def test_the_summary_prints_the_check_counts_that_are_not_zero(tmp_path):
+    from pipelines.accounting import summarise
+    from pipelines.summary import format_summary
+
+    counts = {("source", "/in", "inputs"): 3, ("source", "/in", "written"): 3,
+              ("rows", "", ""): 3, ("identity_check", AUTO_SUBJECT_REMOVED, ""): 2}
+    stats = {**summarise(counts), "manifest": {"shards": []}}
+    lines = format_summary(stats, str(tmp_path)).splitlines()
+    assert "  identity check, auto subject removed: 2" in lines
+    assert not [line for line in lines if "given subject" in line]
+    # stats.json of a run before these counts: no identity check line, no error.
+    del stats["identity_check"]
+    assert "identity check" not in format_summary(stats, str(tmp_path))
