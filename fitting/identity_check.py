@@ -42,11 +42,19 @@ class CheckedFit:
     pooled : (B,) bool              the face's identity is shared with other faces
     residual_increase : (B,) float  pooled minus per-image residual in the first pooled fit
                                     (0 for faces alone from the start)
+    grouped : (B,) bool             the face was in a group of two or more before the check
+                                    (a subject shared with another face, and a per-image fit)
     """
 
     fit: FitBatch
     pooled: np.ndarray
     residual_increase: np.ndarray
+    grouped: np.ndarray
+
+    @property
+    def taken_out(self) -> np.ndarray:
+        """(B,) bool: faces the check took out of their group, now fitted alone."""
+        return self.grouped & ~self.pooled
 
 
 def fit_with_identity_check(
@@ -86,10 +94,11 @@ def fit_with_identity_check(
         raise ValueError("need positive increase limits and rounds >= 1")
     alone = fit_landmarks(model, landmarks, landmark_weights=landmark_weights)
     groups = _group_numbers(subject_ids, alone.failure)
+    grouped = groups >= 0
     first_increase = np.zeros(len(landmarks))
     for round_number in range(rounds):
         if not np.any(groups >= 0):
-            return CheckedFit(alone, groups >= 0, first_increase)
+            return CheckedFit(alone, groups >= 0, first_increase, grouped)
         pooled = fit_landmarks(model, landmarks, subject_ids=_fit_ids(groups),
                                landmark_weights=landmark_weights)
         increase = np.where(groups >= 0, pooled.residual - alone.residual, 0.0)
@@ -104,13 +113,13 @@ def fit_with_identity_check(
             continue
         rejected = _rejected_groups(groups, increase, leaving, max_mean_increase)
         if not rejected.size:
-            return CheckedFit(pooled, groups >= 0, first_increase)
+            return CheckedFit(pooled, groups >= 0, first_increase, grouped)
         groups = _drop_small(np.where(np.isin(groups, rejected), -1, groups))
     if not np.any(groups >= 0):
-        return CheckedFit(alone, groups >= 0, first_increase)
+        return CheckedFit(alone, groups >= 0, first_increase, grouped)
     final = fit_landmarks(model, landmarks, subject_ids=_fit_ids(groups),
                           landmark_weights=landmark_weights)
-    return CheckedFit(final, groups >= 0, first_increase)
+    return CheckedFit(final, groups >= 0, first_increase, grouped)
 
 
 def _worst_of_each_group(groups: np.ndarray, increase: np.ndarray,

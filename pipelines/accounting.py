@@ -15,6 +15,7 @@ import re
 import apache_beam as beam
 
 from pipelines.collect import ToOneList
+from pipelines.identity import CHECK_NOTES
 from pipelines.reading import text_key
 
 INPUT, WRITTEN, FAILED = "inputs", "written", "failed"
@@ -41,10 +42,12 @@ def summarise(counts: dict) -> dict:
     ----------
     counts : dict
         ``{(kind, a, b): n}`` with kinds ``"source"`` (a = source, b = outcome or inputs),
-        ``"failure"`` (a = stage, b = reason) and ``"rows"``.
+        ``"failure"`` (a = stage, b = reason), ``"rows"`` and ``"identity_check"`` (a = the
+        note of a written face, :data:`pipelines.identity.CHECK_NOTES`).
     """
     sources = collections.defaultdict(lambda: dict.fromkeys((INPUT, *OUTCOMES), 0))
     failures = {}
+    checked = dict.fromkeys(CHECK_NOTES, 0)
     rows = 0
     for (kind, first, second), number in counts.items():
         if kind == "source":
@@ -53,6 +56,8 @@ def summarise(counts: dict) -> dict:
             failures[f"{first}/{second}"] = number
         elif kind == "rows":
             rows += number
+        elif kind == "identity_check":
+            checked[first] = checked.get(first, 0) + number
     totals = {key: sum(source[key] for source in sources.values())
               for key in (INPUT, *OUTCOMES)}
     broken = sorted(name for name, source in sources.items()
@@ -61,6 +66,8 @@ def summarise(counts: dict) -> dict:
         **totals,
         "rows": rows,
         "failures_by_reason": dict(sorted(failures.items())),
+        # Rows whose faces the identity check fitted alone; the rows do not say it.
+        "identity_check": checked,
         "sources": {name: sources[name] for name in sorted(sources)},
         "invariant": {"holds": not broken, "broken_sources": broken,
                       "rule": "inputs == written + failed + duplicates + existing, per source"},
@@ -85,7 +92,8 @@ class CountOutcomes(beam.PTransform):
     ``inputs``: source per input read; ``read_failures``: inputs that could not be read;
     ``duplicates`` and ``existing``: ``(source, uri)``; ``failures``: failures after
     deduplication;
-    ``written``: ``(source, row id)`` per row written.
+    ``written``: ``(source, row id)`` per row written; ``check_notes`` (optional): the note
+    of each written face the identity check fitted alone.
     """
 
     def expand(self, parts):
@@ -118,7 +126,11 @@ class CountOutcomes(beam.PTransform):
         reasons = all_failures | "ReasonEvents" >> beam.Map(
             lambda f: (("failure", f.stage, f.reason), 1))
         rows = parts["written"] | "RowEvents" >> beam.Map(lambda _: (("rows", "", ""), 1))
-        return ((*early, per_image, reasons, rows)
+        notes = ()
+        if "check_notes" in parts:
+            notes = (parts["check_notes"] | "CheckNoteEvents" >> beam.Map(
+                lambda note: (("identity_check", note, ""), 1)),)
+        return ((*early, per_image, reasons, rows, *notes)
                 | "FlattenEvents" >> beam.Flatten()
                 | "CountEvents" >> beam.CombinePerKey(sum)
                 | "AllCounts" >> ToOneList()

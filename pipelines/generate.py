@@ -336,9 +336,11 @@ def build(pipeline: beam.Pipeline, options: GenerateOptions, metadata: DatasetMe
                         output, found, prefix=plan.shard_prefix)), filesystems)))
     written = labelled["rows"] | "WrittenIds" >> beam.MapTuple(
         lambda source, pending: (source, pending.id))
+    check_notes = labelled["rows"] | "CheckNotes" >> beam.FlatMapTuple(
+        lambda _, pending: [pending.check_note] if pending.check_note else [])
     parts = {name: labelled[name]
              for name in ("inputs", "read_failures", "duplicates", "existing", "failures")}
-    counts = ({**parts, "written": written}
+    counts = ({**parts, "written": written, "check_notes": check_notes}
               | "Account" >> accounting.CountOutcomes()
               | "TagCounts" >> beam.Map(lambda found: ("counts", found)))
     return ((shards, failures, counts)

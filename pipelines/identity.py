@@ -25,8 +25,16 @@ from fitting.identity_clusters import (
     descriptor_bucket,
 )
 from pipelines.reading import content_key
+from schemas.rows import AUTO_SUBJECT_PREFIX
 
-AUTO_PREFIX = "auto:"
+AUTO_PREFIX = AUTO_SUBJECT_PREFIX
+# What the identity check did to a face that no row column says (a row holds no such flag):
+# an ``auto:`` subject taken off (the row's subject is null, as for a face no cluster held),
+# or a given subject kept on a face fitted alone (``--check-subjects``). Counted in
+# ``stats.json`` under ``identity_check``.
+AUTO_SUBJECT_REMOVED = "auto_subject_removed"
+GIVEN_SUBJECT_FITTED_ALONE = "given_subject_fitted_alone"
+CHECK_NOTES = (AUTO_SUBJECT_REMOVED, GIVEN_SUBJECT_FITTED_ALONE)
 
 
 def is_automatic(subject: str | None) -> bool:

@@ -21,7 +21,12 @@ from fitting.identity_clusters import ClusterSettings
 from fitting.image import ImageDecodeError, decode_image
 from fitting.landmarks import select_faces
 from pipelines import writing
-from pipelines.identity import SubjectsFromFaces, is_automatic
+from pipelines.identity import (
+    AUTO_SUBJECT_REMOVED,
+    GIVEN_SUBJECT_FITTED_ALONE,
+    SubjectsFromFaces,
+    is_automatic,
+)
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
@@ -298,7 +303,7 @@ class FitDoFn(beam.DoFn):
     pooled group of ``auto:`` subjects, or of given subjects with ``check_subjects``, is checked
     against the fit (:func:`fitting.identity_check.fit_with_identity_check`): faces the shared
     identity does not fit are fitted alone, and an ``auto:`` subject is taken off such faces'
-    rows.
+    rows. Their ``PendingRow.check_note`` says so, for the run's counts.
     """
 
     def __init__(self, output: str, model_spec: str, model_hash: str, landmarker: str,
@@ -329,8 +334,9 @@ class FitDoFn(beam.DoFn):
         # the fitter's unit priors: the MAP fit (fitting/noise.py; the profile is from
         # studies/landmark_noise.py, RESULTS.md "Landmark noise profile").
         weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
+        notes = [None] * len(faces)
         if pooled and self._checked(faces):
-            fit, faces = self._fit_checked(landmarks, subject_ids, weights, faces)
+            fit, faces, notes = self._fit_checked(landmarks, subject_ids, weights, faces)
         else:
             fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
                                 landmark_weights=weights)
@@ -343,7 +349,8 @@ class FitDoFn(beam.DoFn):
             PROGRESS.add("rows")
             row = to_row(face, fit, index, landmarker=self.landmarker,
                          model_id=self.model.model_id)
-            yield face.image.source, writing.park_row(self.output, row, face.crop_bytes)
+            yield face.image.source, writing.park_row(self.output, row, face.crop_bytes,
+                                                      check_note=notes[index])
 
     def finish_bundle(self):
         PROGRESS.flush()
@@ -352,18 +359,28 @@ class FitDoFn(beam.DoFn):
         return self.check_subjects or is_automatic(faces[0].image.subject)
 
     def _fit_checked(self, landmarks, subject_ids, weights, faces):
-        """The checked fit, and the faces with ``auto:`` subjects taken off faces left alone."""
+        """The checked fit, the faces with ``auto:`` subjects taken off faces left alone, and
+        each face's check note (``pipelines.identity.CHECK_NOTES``, or None)."""
         from fitting.identity_check import fit_with_identity_check
 
         checked = fit_with_identity_check(self.model, landmarks, subject_ids=subject_ids,
                                           landmark_weights=weights)
         alone = int(np.sum(~checked.pooled))
         beam.metrics.Metrics.counter("expnet_identity", "check_fitted_alone").inc(alone)
-        faces = [face if pooled or not is_automatic(face.image.subject)
+        notes = [_check_note(face, pooled, taken_out)
+                 for face, pooled, taken_out in zip(faces, checked.pooled, checked.taken_out)]
+        faces = [face if note != AUTO_SUBJECT_REMOVED
                  else dataclasses.replace(face, image=dataclasses.replace(face.image,
                                                                           subject=None))
-                 for face, pooled in zip(faces, checked.pooled)]
-        return checked.fit, faces
+                 for face, note in zip(faces, notes)]
+        return checked.fit, faces, notes
+
+
+def _check_note(face: FaceRecord, pooled: bool, taken_out: bool) -> str | None:
+    """What the identity check did to a face that its row will not say."""
+    if is_automatic(face.image.subject):
+        return None if pooled else AUTO_SUBJECT_REMOVED
+    return GIVEN_SUBJECT_FITTED_ALONE if taken_out else None
 
 
 def _floats(values) -> np.ndarray:

@@ -27,6 +27,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from fitting.image import IMAGE_EXTENSIONS
+from schemas.rows import AUTO_SUBJECT_PREFIX
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 COMPRESSED_TAR_EXTENSIONS = (".tar.gz", ".tgz")
@@ -171,6 +172,20 @@ class Failure:
             object.__setattr__(self, name, printable_uri(getattr(self, name)))
 
 
+def reserved_subject(uri: str, source: str, subject: str | None) -> Failure | None:
+    """A ``subject_reserved`` failure when a given subject begins with ``auto:``, else None.
+
+    Subjects with that prefix are the pseudo-subjects ``--subject-from-faces`` makes; a given
+    one would be indistinguishable from them in the dataset, and taken off its faces by the
+    identity check, so the input is refused instead.
+    """
+    if subject is None or not subject.startswith(AUTO_SUBJECT_PREFIX):
+        return None
+    return Failure(uri_id(uri), uri, source, "read", "subject_reserved",
+                   f"subject {subject!r} begins with {AUTO_SUBJECT_PREFIX!r}, which marks "
+                   "subjects made by --subject-from-faces; rename it")
+
+
 def content_id(data: bytes) -> str:
     """The content id of an input: sha256 of its bytes, hex."""
     return hashlib.sha256(data).hexdigest()
@@ -270,9 +285,10 @@ def expand_input(spec: str, naming: Naming | None = None):
     for uri in sorted(uris):
         if is_archive_name(uri):
             yield SourceItem(uri=uri, source=spec, kind="archive", naming=naming)
-        else:
-            yield SourceItem(uri=uri, source=spec, label=naming.label(uri),
-                             subject=naming.subject(uri))
+            continue
+        subject = naming.subject(uri)
+        yield reserved_subject(uri, spec, subject) or SourceItem(
+            uri=uri, source=spec, label=naming.label(uri), subject=subject)
 
 
 def _match(pattern: str) -> list[str] | None:
@@ -302,7 +318,8 @@ def read_manifest(manifest_uri: str):
     """Rows of a ``.csv`` (header row) or ``.jsonl`` manifest as items.
 
     Each row has a ``path`` or ``uri`` (relative paths are resolved against the manifest's
-    folder) and optional ``label`` and ``subject``. Malformed rows become failures.
+    folder) and optional ``label`` and ``subject``. Malformed rows, and rows whose subject
+    begins with ``auto:`` (:func:`reserved_subject`), become failures.
 
     Yields
     ------
@@ -332,10 +349,11 @@ def read_manifest(manifest_uri: str):
         path = path.strip()
         if not _is_remote(path) and not os.path.isabs(path):
             path = FileSystems.join(base, path) if _is_remote(base) else os.path.join(base, path)
-        yield SourceItem(
+        subject = _optional_text(row.get("subject"))
+        yield reserved_subject(row_uri, manifest_uri, subject) or SourceItem(
             uri=path, source=manifest_uri,
             kind="archive" if is_archive_name(path) else "file",
-            label=_optional_text(row.get("label")), subject=_optional_text(row.get("subject")))
+            label=_optional_text(row.get("label")), subject=subject)
 
 
 def _optional_text(value) -> str | None:
@@ -459,6 +477,9 @@ def _read_member(item: SourceItem, name: str, size: int, open_member, *, max_fil
     if size > max_file_bytes:
         return _too_large(member_uri, item.source, max_file_bytes)
     label, subject = _member_naming(item, name)
+    reserved = reserved_subject(member_uri, item.source, subject)
+    if reserved is not None:
+        return reserved
     with open_member() as stream:
         if is_video_name(name):
             digest = _hash_stream(stream, max_bytes=max_file_bytes)

@@ -17,6 +17,10 @@ def format_summary(stats: dict, output: str, *, label_examples: int = 3) -> str:
     ]
     for reason, number in stats["failures_by_reason"].items():
         lines.append(f"  failed {reason}: {number}")
+    # stats.json files written before these counts existed have none.
+    for note, number in stats.get("identity_check", {}).items():
+        if number:
+            lines.append(f"  identity check, {note.replace('_', ' ')}: {number}")
     invariant = stats["invariant"]
     lines.append("  accounting: inputs == written + failed + duplicates + existing "
                  + ("holds" if invariant["holds"] else

@@ -42,18 +42,21 @@ class PendingRow(NamedTuple):
     (``park_row``), so the shuffles before the shard writer carry about 100 bytes a face: on
     the in-memory runner every shuffle and side input holds all of its elements at once, up to
     three copies each. The pickle is made and read by this pipeline only, never from users'
-    data.
+    data. ``check_note`` says what the identity check did to the face, for the run's counts
+    (``pipelines.identity.CHECK_NOTES``; None when nothing).
     """
 
     id: str
     crop_bytes: int
+    check_note: str | None = None
 
 
-def park_row(output_dir: str, row: dict, crop_bytes: int) -> PendingRow:
+def park_row(output_dir: str, row: dict, crop_bytes: int, *,
+             check_note: str | None = None) -> PendingRow:
     """Park a fitted row beside its crop until its shard is written; its ``PendingRow``."""
     _write_parked(f"{output_dir}/{row_name(row[columns.ID])}",
                   pickle.dumps(row, protocol=5))
-    return PendingRow(row[columns.ID], crop_bytes)
+    return PendingRow(row[columns.ID], crop_bytes, check_note)
 
 
 def read_row(output_dir: str, face_id: str) -> dict:

@@ -24,6 +24,9 @@ SOURCE_URI = "source_uri"
 IMAGE = "image"
 LABEL = "label"
 SUBJECT = "subject"
+# Subjects that begin with this prefix were made by the pipeline (``--subject-from-faces``),
+# not given with the input; a given subject may not begin with it.
+AUTO_SUBJECT_PREFIX = "auto:"
 EXPRESSION = "expression"
 IDENTITY = "identity"
 ROTATION = "rotation"

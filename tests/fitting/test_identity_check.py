@@ -66,6 +66,7 @@ def test_one_stranger_leaves_the_group_and_the_rest_stay_pooled(synthetic_model)
     checked = fit_with_identity_check(synthetic_model, landmarks,
                                       subject_ids=["s"] * (IMAGES + 1))
     np.testing.assert_array_equal(checked.pooled, [True] * IMAGES + [False])
+    np.testing.assert_array_equal(checked.taken_out, [False] * IMAGES + [True])
     shared = checked.fit.identity[:IMAGES]
     np.testing.assert_array_equal(shared, np.broadcast_to(shared[0], shared.shape))
 
@@ -76,6 +77,7 @@ def test_faces_without_subject_or_alone_in_theirs_are_fitted_alone(synthetic_mod
     checked = fit_with_identity_check(synthetic_model, landmarks,
                                       subject_ids=[None, "only", None])
     assert not checked.pooled.any()
+    assert not checked.grouped.any() and not checked.taken_out.any()  # alone, not taken out
     np.testing.assert_array_equal(checked.fit.expression,
                                   fit_landmarks(synthetic_model, landmarks).expression)
 

@@ -80,6 +80,7 @@ def test_each_person_in_one_folder_gets_one_pseudo_subject(people_folder, people
         [subject] = subjects                       # one subject for all of a person's faces
         assert subject.startswith(AUTO_PREFIX), people
     assert len({next(iter(subjects)) for subjects in subject_of.values()}) == 3
+    assert stats["identity_check"]["auto_subject_removed"] == 0  # every face kept its subject
     for name, row in rows.items():
         assert len(row[columns.FACE_DESCRIPTOR]) == columns.FACE_DESCRIPTOR_DIM
         mates = [other for other in rows if person[other] == person[name]]
@@ -142,8 +143,13 @@ def test_check_subjects_takes_faces_of_another_shape_out_of_a_subject(people_fol
     manifest = tmp_path / "list.jsonl"
     manifest.write_text("".join(json.dumps({"path": str(path), "subject": "obama"}) + "\n"
                                 for path in paths))
-    run_generate([manifest], tmp_path / "plain")
-    run_generate([manifest], tmp_path / "checked", "--check-subjects")
+    plain_stats = run_generate([manifest], tmp_path / "plain")
+    checked_stats = run_generate([manifest], tmp_path / "checked", "--check-subjects")
+    # No row column says a face was fitted alone under its given subject; stats.json does.
+    assert plain_stats["identity_check"] == {"auto_subject_removed": 0,
+                                             "given_subject_fitted_alone": 0}
+    assert checked_stats["identity_check"] == {"auto_subject_removed": 0,
+                                               "given_subject_fitted_alone": len(distorted)}
     plain, checked = _rows(tmp_path / "plain"), _rows(tmp_path / "checked")
     assert len(plain) == len(checked) == len(paths)
     assert len({tuple(row[columns.IDENTITY]) for row in plain.values()}) == 1

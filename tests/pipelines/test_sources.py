@@ -154,6 +154,38 @@ def test_csv_manifest_without_path_column_is_refused(tmp_path):
     assert failure.reason == "manifest_row_invalid" and "path" in failure.message
 
 
+def _reasons(results):
+    return [(r.reason, r.source_uri.rsplit("/", 1)[-1]) if isinstance(r, Failure)
+            else ("record", r.subject) for r in results]
+
+
+def test_given_subjects_may_not_begin_with_auto(collection):
+    # "auto:" marks pseudo-subjects made by --subject-from-faces; a given one would pass for
+    # one in the dataset, so each input naming it is a read failure saying why.
+    manifest = collection / "list.csv"
+    manifest.write_text("path,subject\nhappy/a.jpg,auto:0123456789abcdef\n"
+                        "sad/b.png,automatic\nsad/b.png, auto:x\n")
+    results = _read_all(expand_input(str(manifest)))
+    assert _reasons(results) == [("subject_reserved", "list.csv#2"), ("record", "automatic"),
+                                 ("record", " auto:x")]
+    assert results[0].stage == "read" and "'auto:0123456789abcdef'" in results[0].message
+    folder = collection / "auto:7"
+    folder.mkdir()
+    (folder / "c.jpg").write_bytes(b"jpeg-bytes-c")
+    by_parent = list(expand_input(str(collection), Naming(subject_from_parent=True)))
+    assert _reasons(by_parent) == [("subject_reserved", "c.jpg"), ("record", "happy"),
+                                   ("record", "sad")]
+    archive = collection / "people.tar"
+    with tarfile.open(archive, "w") as handle:
+        handle.add(folder, arcname="auto:7")
+        handle.add(collection / "happy", arcname="happy")
+    [item] = list(expand_input(str(archive), Naming(subject_from_parent=True)))
+    members = _read_all([item])
+    assert sorted(_reasons(members)) == [("record", "happy"), ("subject_reserved", "c.jpg")]
+    assert [r.source_uri.endswith("people.tar!auto:7/c.jpg") for r in members
+            if isinstance(r, Failure)] == [True]
+
+
 def test_symlink_loop_is_not_followed(tmp_path):
     root = tmp_path / "root"
     root.mkdir()

@@ -250,13 +250,16 @@ def test_count_outcomes_takes_the_best_outcome_of_each_image():
             # b.png has two faces: one failed, one written; a.png one face, written.
             "failures": pipeline | "Failures" >> beam.Create([failure]),
             "written": pipeline | "Written" >> beam.Create([("/in", "aaa"), ("/in", "bbb-f0")]),
+            # bbb-f0's auto: subject was taken off by the identity check.
+            "check_notes": pipeline | "CheckNotes" >> beam.Create(["auto_subject_removed"]),
         }
         counts = parts | CountOutcomes()
         assert_that(counts | beam.Map(summarise) | beam.Map(
             lambda stats: (stats["inputs"], stats["written"], stats["failed"],
                            stats["duplicates"], stats["rows"], stats["invariant"]["holds"],
-                           stats["failures_by_reason"])),
-            equal_to([(4, 2, 1, 1, 2, True, {"fit/diverged": 1, "read/empty": 1})]))
+                           stats["failures_by_reason"], stats["identity_check"])),
+            equal_to([(4, 2, 1, 1, 2, True, {"fit/diverged": 1, "read/empty": 1},
+                       {"auto_subject_removed": 1, "given_subject_fitted_alone": 0})]))
 
 
 def test_run_builds_the_job_into_a_given_test_pipeline(folder_run, photo_folder, tmp_path):
