@@ -33,6 +33,8 @@ CORE = [
     # Video inputs: PyAV's wheels bundle FFmpeg, and it reads the file objects of any Beam
     # filesystem (OpenCV's VideoCapture needs a local path).
     "av>=14.0",
+    # The fit runs on one BLAS thread, so its floats do not depend on the machine's cores.
+    "threadpoolctl>=3.1",
 ]
 
 TORCH = "torch>=2.2"

@@ -11,11 +11,11 @@ Beam translates ``GroupByKey`` to ``Bag.groupby``, a task shuffle whose output k
 input's partition count and which costs about n x n small tasks for n partitions. The input
 partitions are sized for the heavy first steps (``Create``'s 128 items each), so at 3000 faces
 the run's eight shuffles made 4780 split tasks, and the scheduler's handling of them, not the
-work, set the last third of the run's wall time (RESULTS.md, "Dask shuffles"). Here a
-GroupByKey first merges adjacent input partitions down to twice the cluster's worker threads
-(at least 8), enough to keep every thread busy after the shuffle. Keys are hashed by Dask's
-``tokenize``, the same in every process, and grouping does not depend on the partitioning,
-so the dataset is the same.
+work, set the last third of the run's wall time (RESULTS.md, "Dask shuffles, pixels and warm
+workers"). Here a GroupByKey first merges adjacent input partitions down to twice the
+cluster's worker threads (at least 8), enough to keep every thread busy after the shuffle.
+Keys are hashed by Dask's ``tokenize``, the same in every process, and grouping does not
+depend on the partitioning, so the dataset is the same.
 """
 
 from __future__ import annotations

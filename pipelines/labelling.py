@@ -30,7 +30,12 @@ from pipelines.identity import (
 from pipelines.inference import DetectLandmarksDoFn
 from pipelines.progress import PROGRESS
 from pipelines.reading import Deduplicate, ReadSources, SplitFailures, is_failure, text_key
-from pipelines.resources import filesystem_options, load_once, use_filesystems
+from pipelines.resources import (
+    filesystem_options,
+    load_once,
+    one_blas_thread,
+    use_filesystems,
+)
 from pipelines.sources import Failure, Naming
 from pipelines.video import (
     ChunkFrames,
@@ -192,9 +197,9 @@ class FacesDoFn(beam.DoFn):
     ``images`` turns the element into lists of ``(ImageMeta, RGB image)`` (and failures,
     passed on); ``None`` takes the element as such a list. Pixels never leave the step: Beam's
     Dask runner keeps every output of a step's partition in one list, which for decoded
-    250 x 250 images was 137 MiB a partition of 729 (RESULTS.md, "Dask memory"). With
-    ``describe``, each face also gets its identity descriptor, computed here where the source
-    pixels still are.
+    250 x 250 images was 137 MiB a partition of 729 (RESULTS.md, "Dask shuffles, pixels and
+    warm workers"). With ``describe``, each face also gets its identity descriptor, computed
+    here where the source pixels still are.
     """
 
     def __init__(self, detector: DetectLandmarksDoFn, output: str, *, images=None,
@@ -335,11 +340,12 @@ class FitDoFn(beam.DoFn):
         # studies/landmark_noise.py, RESULTS.md "Landmark noise profile").
         weights = landmark_weights(NOISE_PROFILES[self.landmarker], len(faces))
         notes = [None] * len(faces)
-        if pooled and self._checked(faces):
-            fit, faces, notes = self._fit_checked(landmarks, subject_ids, weights, faces)
-        else:
-            fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
-                                landmark_weights=weights)
+        with one_blas_thread():
+            if pooled and self._checked(faces):
+                fit, faces, notes = self._fit_checked(landmarks, subject_ids, weights, faces)
+            else:
+                fit = fit_landmarks(self.model, landmarks, subject_ids=subject_ids,
+                                    landmark_weights=weights)
         for index, face in enumerate(faces):
             if fit.failure[index] is not None:
                 yield Failure(face.id, face.image.uri, face.image.source, "fit",

@@ -35,6 +35,20 @@ def load_once(key: Hashable, load: Callable[[], Any]) -> Any:
         return _LOADED[key]
 
 
+def one_blas_thread():
+    """A context in which NumPy's BLAS runs on one thread.
+
+    Fitted floats then do not depend on the machine: OpenBLAS splits a large product over its
+    threads, and the split changes the rounding. Measured: 12 000 video frames (pooled per
+    track, so the fits are large) gave other bytes with one BLAS thread than with two
+    (RESULTS.md, "Threads per worker"). One thread costs the fit nothing measurable, and
+    keeps ``--workers N`` from running N pools as large as the machine.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def loaded_keys() -> list[Hashable]:
     """Keys of the resources this process holds (for tests and diagnostics)."""
     with _LOCK:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -181,9 +182,36 @@ def test_existing_dataset_needs_overwrite_or_incremental(folder_run, photo_folde
         run_generate([photo_folder], output)
 
 
-def test_default_workers_every_core_for_large_image_inputs_one_with_videos():
-    from pipelines.generate import PARALLEL_FROM_ITEMS, available_cores, default_workers
+def test_default_workers_every_core_for_large_inputs_a_video_counting_as_many_files():
+    from pipelines.generate import (
+        PARALLEL_FROM_ITEMS,
+        VIDEO_ITEMS,
+        available_cores,
+        default_workers,
+        input_work,
+    )
+    from pipelines.sources import Failure, SourceItem
 
     assert default_workers(PARALLEL_FROM_ITEMS) == available_cores()
     assert default_workers(PARALLEL_FROM_ITEMS - 1) == 1
-    assert default_workers(PARALLEL_FROM_ITEMS, videos=True) == 1
+    items = [SourceItem("/v/a.MP4", "/v"), SourceItem("/v/b.jpg", "/v"),
+             SourceItem("/v/c.tar", "/v", kind="archive"),
+             Failure("x", "/v/missing", "/v", "read", "no_match", "nothing")]
+    assert input_work(items) == VIDEO_ITEMS + 2
+    videos = [SourceItem(f"/v/{index}.mkv", "/v") for index in range(20)]
+    assert default_workers(input_work(videos)) == available_cores()
+
+
+def test_workers_get_their_share_of_the_blas_threads_unless_the_environment_says(monkeypatch):
+    from pipelines import generate
+
+    for name in generate.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.setattr(generate, "available_cores", lambda: 8)
+    generate.share_threads(4)
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "2"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"  # the user's own
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    generate.share_threads(16)
+    assert os.environ["OMP_NUM_THREADS"] == "1"

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from threadpoolctl import threadpool_limits
 
 from fitting.camera import euler_to_rotation
 from fitting.crop import expnet_crop
@@ -24,8 +25,15 @@ from fitting.noise import NOISE_PROFILES, landmark_weights
 from pipelines import generate, writing
 from pipelines.accounting import CountOutcomes, summarise
 from pipelines.inference import DetectLandmarksDoFn
-from pipelines.labelling import DetectAndCrop, FaceRecord, FitMorphableModel, ImageMeta
+from pipelines.labelling import (
+    DetectAndCrop,
+    FaceRecord,
+    FitDoFn,
+    FitMorphableModel,
+    ImageMeta,
+)
 from pipelines.reading import Deduplicate, ReadSources
+from pipelines.resources import one_blas_thread
 from pipelines.sources import Failure, Naming
 from schemas import DatasetMetadata
 from schemas.layout import shard_name, shard_of
@@ -193,9 +201,10 @@ def test_fit_morphable_model_recovers_known_expressions_and_pools_subjects(model
     # for the others, weighted by the dlib noise profile.
     for group, subject_ids in ((records[:6], ["ann"] * 6), (records[6:], None)):
         landmarks = np.stack([record.crop_landmarks for record in group]).astype(np.float64)
-        direct = fit_landmarks(model, landmarks, subject_ids=subject_ids,
-                               landmark_weights=landmark_weights(NOISE_PROFILES["dlib"],
-                                                                 len(group)))
+        with one_blas_thread():  # as the step fits
+            direct = fit_landmarks(model, landmarks, subject_ids=subject_ids,
+                                   landmark_weights=landmark_weights(NOISE_PROFILES["dlib"],
+                                                                     len(group)))
         for index, record in enumerate(group):
             row = rows[record.id]
             assert np.array_equal(row["expression"], direct.expression[index].astype(np.float32))
@@ -206,6 +215,33 @@ def test_fit_morphable_model_recovers_known_expressions_and_pools_subjects(model
     pooled = [rows[record.id]["identity"] for record in records[:6]]
     assert all(np.array_equal(pooled[0], other) for other in pooled[1:])
     assert not np.array_equal(rows[records[6].id]["identity"], rows[records[7].id]["identity"])
+
+
+def test_the_fit_runs_on_one_blas_thread_whatever_the_process_has(model, tmp_path,
+                                                                   monkeypatch):
+    # OpenBLAS splits large products over its threads and the split changes the rounding: a
+    # pooled fit of 120 noisy faces gives other float64 values on one thread than on two, and
+    # 12 000 video frames gave other shard bytes (RESULTS.md, "Threads per worker").
+    from threadpoolctl import threadpool_info
+
+    import fitting.fitter
+
+    seen, real_fit = [], fitting.fitter.fit_landmarks
+
+    def recording_fit(*args, **kwargs):
+        seen.extend(pool["num_threads"] for pool in threadpool_info()
+                    if pool["user_api"] == "blas")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(fitting.fitter, "fit_landmarks", recording_fit)
+    truth = _truth(model, 6, seed=4)
+    records = _records(model, tmp_path, truth, ["one"] * 6)
+    fit = FitDoFn(str(tmp_path), "open", model.content_hash, "dlib")
+    fit.setup()
+    with threadpool_limits(limits=2, user_api="blas"):
+        rows = list(fit.process((True, records)))
+    assert len(rows) == 6
+    assert seen and set(seen) == {1}
 
 
 def test_write_shards_places_sorted_rows_in_named_shards(model, tmp_path):
