@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 
-VERSION = "0.4.0"
+VERSION = "0.5.0"
 
 _RECORDED = ("apache-beam", "numpy", "scipy", "pyarrow", "opencv-python", "pillow", "dlib-bin",
              "av", "faiss-cpu")
