@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sys
 import time
@@ -22,11 +21,8 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
-    DirectOptions,
     PipelineOptions,
     SetupOptions,
-    StandardOptions,
-    WorkerOptions,
 )
 
 from fitting.identity_clusters import ClusterSettings
@@ -38,6 +34,7 @@ from pipelines.collect import ToOneList
 from pipelines.dask_partitions import bound_partitions, uses_dask
 from pipelines.errors import OptionsError
 from pipelines.labelling import LabelFaces, describes_faces, landmarker_options, naming
+from pipelines.local_engine import PARALLEL_FROM_ITEMS, VIDEO_ITEMS, apply_workers, input_work
 from pipelines.output_state import (
     DatasetStateError,
     RunPlan,
@@ -49,7 +46,7 @@ from pipelines.output_state import (
 )
 from pipelines.progress import PROGRESS
 from pipelines.resources import filesystem_options, with_filesystems
-from pipelines.sources import SourceItem, expand_input, has_videos, is_video_name
+from pipelines.sources import expand_input, has_videos
 from pipelines.warmup import warm_dask_workers
 from schemas import DatasetMetadata
 
@@ -160,8 +157,9 @@ class GenerateOptions(PipelineOptions):
         parser.add_argument("--workers", type=int, default=None,
                             help="processes of a local run; 1 runs in this process "
                                  f"(default: every core for {PARALLEL_FROM_ITEMS} or more "
-                                 "input files, else 1). Does not apply when --runner or "
-                                 "--direct_running_mode is given")
+                                 f"input files, a video counting as {VIDEO_ITEMS}, else 1). "
+                                 "Does not apply when --runner or --direct_running_mode is "
+                                 "given")
         parser.add_argument("--quiet", action="store_true", help="print no summary")
 
 
@@ -217,89 +215,6 @@ def validate_options(options: GenerateOptions) -> list[str]:
 MAX_VIDEO_FPS = 1000.0
 
 
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, where the OS has one)."""
-    if hasattr(os, "process_cpu_count"):  # Python 3.13
-        return os.process_cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
-# Below this many input files the default is one process: starting the multi-process
-# DirectRunner costs more than it saves (the 10-image demo: 7.7 s in process, 13.9 s on two;
-# 200 faces: 0.61x; benchmarks/scaling.py, RESULTS.md "Scaling"); at 3000 faces two
-# processes gave 1.33x.
-PARALLEL_FROM_ITEMS = 2000
-
-
-# A video counts as this many input files towards PARALLEL_FROM_ITEMS: about 20 s of video
-# at the default --video-fps 5, so 20 such videos start the workers as 2000 photos do.
-VIDEO_ITEMS = 100
-
-
-def input_work(items) -> int:
-    """The launcher's measure of a run's size: a file per image, ``VIDEO_ITEMS`` per video.
-
-    An archive counts as one file: its members are not listed in the launcher.
-    """
-    return sum(VIDEO_ITEMS if is_video_name(item.uri) else 1
-               for item in items if isinstance(item, SourceItem))
-
-
-def default_workers(work: int) -> int:
-    """``--workers`` when not given: every core from ``PARALLEL_FROM_ITEMS`` of
-    :func:`input_work` up, else one process.
-
-    Videos used to run in one process: Beam's multi-process DirectRunner lost faces of a
-    large collection when video frames were flattened with the images before detection. With
-    frames detected in a step of their own, 12 000 frames of 100 videos on ``--workers 2``
-    gave the shards of ``--workers 1`` byte for byte, every frame accounted for (RESULTS.md,
-    "Threads per worker").
-    """
-    return available_cores() if work >= PARALLEL_FROM_ITEMS else 1
-
-
-# The thread pools of NumPy's BLAS and of OpenMP, sized when a process first loads them.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def share_threads(workers: int) -> None:
-    """Size the BLAS and OpenMP thread pools of worker processes started after this call to
-    their share of the cores (at least one), where the environment does not say already.
-
-    Each worker would otherwise start a pool as large as the machine: on two cores,
-    ``--workers 2`` labelled 12 000 video frames in 146 s with 260 s of CPU, and in 94 s with
-    158 s of CPU with one thread a worker (RESULTS.md, "Threads per worker"). Changes this
-    process's environment, which the workers inherit; its own pools are already sized.
-    """
-    per_worker = str(max(1, available_cores() // workers))
-    for name in THREAD_VARIABLES:
-        os.environ.setdefault(name, per_worker)
-
-
-def apply_workers(options: GenerateOptions, argv: list[str] | None, work: int) -> int:
-    """Set the local engine for ``--workers``; returns the worker count (0: not applied).
-
-    ``--workers N`` above 1 runs the multi-process DirectRunner with N workers: measured
-    against a Dask LocalCluster on the same machine (benchmarks/scaling.py, RESULTS.md), it
-    is the faster engine on one machine. A ``--runner`` or ``--direct_running_mode`` of
-    the user's own wins.
-    """
-    given = " ".join(argv if argv is not None else sys.argv[1:])
-    if options.view_as(StandardOptions).runner or "--direct_running_mode" in given:
-        return 0
-    workers = options.workers or default_workers(work)
-    direct = options.view_as(DirectOptions)
-    if workers > 1:
-        share_threads(workers)
-        direct.direct_running_mode = "multi_processing"
-        direct.direct_num_workers = workers
-        # Workers parse the flags without this command's options and warn about each one,
-        # twice a worker; their errors still show.
-        harness = options.view_as(WorkerOptions)
-        harness.default_sdk_harness_log_level = harness.default_sdk_harness_log_level or "ERROR"
-    return workers
 
 
 def dataset_metadata(options: GenerateOptions):

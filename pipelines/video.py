@@ -116,7 +116,7 @@ class ChunkFrames:
     """A ``VideoChunk`` -> lists of at most ``batch_size`` ``(record, SampledFrame)``; a
     stream that breaks or ends early adds one ``decode`` failure after the frames it gave.
 
-    A plain callable, not a step: the detection step calls it (``labelling.DetectAndCrop``)
+    A plain callable, not a step: the detection step calls it (``faces.DetectAndCrop``)
     so that decoded frames never leave the step that landmarks them.
     """
 

@@ -21,8 +21,9 @@ _LOGGER = logging.getLogger(__name__)
 def load_resources(landmarker: str, landmarker_options: dict, model_spec: str,
                    describe: bool) -> None:
     """Load, in this process, what the labelling steps of a run load at their first element."""
+    from pipelines.faces import load_descriptor
     from pipelines.inference import load_landmarker
-    from pipelines.labelling import load_descriptor, load_worker_model
+    from pipelines.labelling import load_worker_model
 
     load_landmarker(landmarker, landmarker_options)
     load_worker_model(model_spec)

@@ -183,7 +183,7 @@ def test_existing_dataset_needs_overwrite_or_incremental(folder_run, photo_folde
 
 
 def test_default_workers_every_core_for_large_inputs_a_video_counting_as_many_files():
-    from pipelines.generate import (
+    from pipelines.local_engine import (
         PARALLEL_FROM_ITEMS,
         VIDEO_ITEMS,
         available_cores,
@@ -203,15 +203,15 @@ def test_default_workers_every_core_for_large_inputs_a_video_counting_as_many_fi
 
 
 def test_workers_get_their_share_of_the_blas_threads_unless_the_environment_says(monkeypatch):
-    from pipelines import generate
+    from pipelines import local_engine
 
-    for name in generate.THREAD_VARIABLES:
+    for name in local_engine.THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-    monkeypatch.setattr(generate, "available_cores", lambda: 8)
-    generate.share_threads(4)
+    monkeypatch.setattr(local_engine, "available_cores", lambda: 8)
+    local_engine.share_threads(4)
     assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "2"
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"  # the user's own
     monkeypatch.delenv("OMP_NUM_THREADS")
-    generate.share_threads(16)
+    local_engine.share_threads(16)
     assert os.environ["OMP_NUM_THREADS"] == "1"

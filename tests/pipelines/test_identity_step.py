@@ -13,12 +13,13 @@ from fitting.camera import euler_to_rotation
 from fitting.fitter import project
 from fitting.identity_clusters import ClusterSettings, cluster_id
 from pipelines import writing
+from pipelines.faces import FaceRecord, ImageMeta
 from pipelines.identity import (
     AUTO_SUBJECT_REMOVED,
     GIVEN_SUBJECT_FITTED_ALONE,
     SubjectsFromFaces,
 )
-from pipelines.labelling import FaceRecord, FitDoFn, ImageMeta
+from pipelines.labelling import FitDoFn
 from pipelines.sources import Failure
 from schemas import rows as columns
 from synth.toy_model import make_synthetic_model

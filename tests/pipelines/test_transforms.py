@@ -24,14 +24,9 @@ from fitting.models import load_model
 from fitting.noise import NOISE_PROFILES, landmark_weights
 from pipelines import generate, writing
 from pipelines.accounting import CountOutcomes, summarise
+from pipelines.faces import DetectAndCrop, FaceRecord, ImageMeta
 from pipelines.inference import DetectLandmarksDoFn
-from pipelines.labelling import (
-    DetectAndCrop,
-    FaceRecord,
-    FitDoFn,
-    FitMorphableModel,
-    ImageMeta,
-)
+from pipelines.labelling import FitDoFn, FitMorphableModel
 from pipelines.reading import Deduplicate, ReadSources
 from pipelines.resources import one_blas_thread
 from pipelines.sources import Failure, Naming
