@@ -21,11 +21,8 @@ import contextlib
 import io
 import tarfile
 import zipfile
-import zlib
 
-from pipelines.sources import COMPRESSED_TAR_EXTENSIONS, open_location
-
-ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError)
+from pipelines.sources import ARCHIVE_ERRORS, COMPRESSED_TAR_EXTENSIONS, open_location
 
 
 class MemberError(OSError):

@@ -241,25 +241,14 @@ class DetectAndCrop(beam.PTransform):
     step; the batches are made by this pipeline (see :func:`detect_batches`).
     """
 
-    def __init__(self, detector: DetectLandmarksDoFn, output: str, *, images=None,
-                 policy: str, crop_size: int, jpeg_quality: int,
-                 filesystems: dict | None = None, describe: bool = False):
+    def __init__(self, detector: DetectLandmarksDoFn, output: str, **settings):
         super().__init__()
-        self.detector = detector
-        self.images = images
-        self.output = output
-        self.policy = policy
-        self.crop_size = crop_size
-        self.jpeg_quality = jpeg_quality
-        self.filesystems = filesystems
-        self.describe = describe
+        # The step's DoFn, made here: ``settings`` are :class:`FacesDoFn`'s keywords.
+        self.faces = FacesDoFn(detector, output, **settings)
 
     def expand(self, elements):
         return (elements
-                | "LandmarkAndCrop" >> beam.ParDo(FacesDoFn(
-                    self.detector, self.output, images=self.images, policy=self.policy,
-                    crop_size=self.crop_size, jpeg_quality=self.jpeg_quality,
-                    filesystems=self.filesystems, describe=self.describe))
+                | "LandmarkAndCrop" >> beam.ParDo(self.faces)
                 | "SplitDetectFailures" >> SplitFailures())
 
 

@@ -215,8 +215,6 @@ def validate_options(options: GenerateOptions) -> list[str]:
 MAX_VIDEO_FPS = 1000.0
 
 
-
-
 def dataset_metadata(options: GenerateOptions):
     """Load the model and landmarker description once, in the launcher: checks both early."""
     from fitting.landmarks import create_landmarker

@@ -27,7 +27,6 @@ from fitting.identity_clusters import (
 from pipelines.reading import content_key
 from schemas.rows import AUTO_SUBJECT_PREFIX
 
-AUTO_PREFIX = AUTO_SUBJECT_PREFIX
 # What the identity check did to a face that no row column says (a row holds no such flag):
 # an ``auto:`` subject taken off (the row's subject is null, as for a face no cluster held),
 # or a given subject kept on a face fitted alone (``--check-subjects``). Counted in
@@ -39,7 +38,7 @@ CHECK_NOTES = (AUTO_SUBJECT_REMOVED, GIVEN_SUBJECT_FITTED_ALONE)
 
 def is_automatic(subject: str | None) -> bool:
     """Whether a subject was made by this step (not given with the input)."""
-    return bool(subject) and subject.startswith(AUTO_PREFIX)
+    return bool(subject) and subject.startswith(AUTO_SUBJECT_PREFIX)
 
 
 def image_folder(uri: str) -> str:
@@ -68,7 +67,7 @@ def assign_block(element, *, settings: ClusterSettings):
         exclusive=[face.image.id for face in faces], settings=settings)
     subject_of = {}
     for members in clusters:
-        name = AUTO_PREFIX + cluster_id(members)
+        name = AUTO_SUBJECT_PREFIX + cluster_id(members)
         subject_of.update((member, name) for member in members)
         beam.metrics.Metrics.counter("expnet_identity", "clusters").inc()
     beam.metrics.Metrics.counter("expnet_identity", "clustered_faces").inc(len(subject_of))

@@ -145,8 +145,6 @@ class FitDoFn(beam.DoFn):
 
         checked = fit_with_identity_check(self.model, landmarks, subject_ids=subject_ids,
                                           landmark_weights=weights)
-        alone = int(np.sum(~checked.pooled))
-        beam.metrics.Metrics.counter("expnet_identity", "check_fitted_alone").inc(alone)
         notes = [_check_note(face, pooled, taken_out)
                  for face, pooled, taken_out in zip(faces, checked.pooled, checked.taken_out)]
         faces = [face if note != AUTO_SUBJECT_REMOVED

@@ -35,6 +35,8 @@ ARCHIVE_EXTENSIONS = (".tar", *COMPRESSED_TAR_EXTENSIONS, ".zip")
 MANIFEST_EXTENSIONS = (".csv", ".jsonl")
 MANIFEST_PATH_COLUMNS = ("path", "uri")
 ARCHIVE_SEPARATOR = "!"
+# What reading a broken tar or zip raises (besides OSError), deflate errors of zip members too.
+ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,7 +466,7 @@ def _read_archive(item: SourceItem, *, max_file_bytes: int):
         try:
             for name, size, open_member in lister(handle):
                 yield _read_member(item, name, size, open_member, max_file_bytes=max_file_bytes)
-        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+        except (*ARCHIVE_ERRORS, OSError) as error:
             # Members already yielded stay; the rest of a broken archive is one failure.
             yield Failure(uri_id(item.uri), item.uri, item.source, "read", "archive_corrupt",
                           str(error))

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from pipelines import synth
-from pipelines.identity import AUTO_PREFIX
 from schemas import rows as columns
+from schemas.rows import AUTO_SUBJECT_PREFIX
 from tests.pipelines.conftest import EXAMPLES, run_generate
 from tests.pipelines.test_reliability import dataset_bytes
 from tests.pipelines.test_scale import run_on_local_dask
@@ -78,7 +78,7 @@ def test_each_person_in_one_folder_gets_one_pseudo_subject(people_folder, people
         subject_of[person[name]].add(row[columns.SUBJECT])
     for people, subjects in subject_of.items():
         [subject] = subjects                       # one subject for all of a person's faces
-        assert subject.startswith(AUTO_PREFIX), people
+        assert subject.startswith(AUTO_SUBJECT_PREFIX), people
     assert len({next(iter(subjects)) for subjects in subject_of.values()}) == 3
     assert stats["identity_check"]["auto_subject_removed"] == 0  # every face kept its subject
     for name, row in rows.items():
