@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from pipelines.allocator import tune_allocator
+
 _LOADED: dict[Hashable, Any] = {}
 _LOCK = threading.Lock()
 
@@ -28,7 +30,11 @@ def load_once(key: Hashable, load: Callable[[], Any]) -> Any:
     load : callable
         Makes the resource; called at most once per key and process, under a lock, so
         threads of one worker never load it twice.
+
+    The first call also sets up the process's allocator for the labelling's large arrays
+    (:func:`pipelines.allocator.tune_allocator`): it is where a process becomes a worker.
     """
+    tune_allocator()
     with _LOCK:
         if key not in _LOADED:
             _LOADED[key] = load()

@@ -1,0 +1,64 @@
+"""The allocator set up for labelling: large arrays reuse the heap instead of fresh pages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.allocator import _glibc
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Page faults of 20 allocations of a 4 MiB array (each touched, then freed), before and
+# after tune_allocator(), in a fresh process with the given environment.
+PROBE = """
+import json, resource
+import numpy as np
+from pipelines.allocator import tune_allocator
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        block = np.ones(2**19)
+        del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+untuned = faults()
+tuned = tune_allocator()
+print(json.dumps({"untuned": untuned, "tuned": tuned, "after": faults(),
+                  "again": tune_allocator()}))
+"""
+
+needs_glibc = pytest.mark.skipif(_glibc() is None, reason="mallopt is glibc's")
+
+
+def _probe(**environment) -> dict:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    # NumPy asks for transparent huge pages for large arrays, where a fault maps 2 MiB and
+    # the count depends on the addresses; without, every fault is one 4 KiB page.
+    env.update(environment, PYTHONPATH=str(REPO), NUMPY_MADVISE_HUGEPAGE="0")
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
+                          text=True, check=True, timeout=120)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@needs_glibc
+def test_under_dasks_trim_setting_large_arrays_stop_faulting_once_tuned():
+    # Dask's nanny starts workers with this; glibc then maps every large array afresh.
+    found = _probe(MALLOC_TRIM_THRESHOLD_="65536")
+    assert found["tuned"] is True and found["again"] is True
+    pages = 20 * 2**22 // 4096
+    assert found["untuned"] >= pages / 2
+    assert found["after"] < found["untuned"] / 5
+
+
+@needs_glibc
+def test_an_operators_mmap_threshold_is_kept():
+    found = _probe(MALLOC_MMAP_THRESHOLD_="131072")
+    assert found["tuned"] is False
+    assert found["after"] >= 20 * 2**22 // 4096 / 2
