@@ -5,8 +5,12 @@ Makes unique SIZE x SIZE faces once in a temporary folder (the bundled photos cu
 face, each corner-marked so that nothing deduplicates, as in generate_speed.py), then runs, in
 this one invocation and on the same folder: ``--workers 1`` (in memory, the baseline),
 ``--workers 2`` and Beam's DaskRunner on a 2-worker ``distributed.LocalCluster`` (2 processes
-x 1 thread). Prints seconds, images/s, speed-up over ``--workers 1`` and the peak RSS of the
-heaviest process of each run (sampled: the launcher for ``--workers 1``, else its workers).
+x 1 thread). Right after the ``--workers 1`` run it measures the machine's ceiling for two
+processes: two independent ``--workers 1`` runs, each on half of the faces, in two processes
+started at once (imports done before the clock starts), with nothing shared between them: no
+shuffle, no coordinator. No two-process engine can beat that. Prints seconds, images/s,
+speed-up over ``--workers 1`` and the peak RSS of the heaviest process of each run (sampled:
+the launcher for ``--workers 1``, else its workers).
 ``--large`` (optional, 0 = skip) repeats the table at that many faces. Every run must write
 the same shards (checked). Compare ratios from one run only: on a shared machine the absolute
 figures move with the load, which is printed.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import multiprocessing
 import os
 import tempfile
 import threading
@@ -44,6 +49,52 @@ def _timed(faces: Path, output: Path, *flags: str) -> float:
     seconds = time.perf_counter() - started
     if not stats["invariant"]["holds"] or stats["written"] != stats["inputs"]:
         raise RuntimeError(f"run {flags} did not write every face: {stats['invariant']}")
+    return seconds
+
+
+def _halves(faces: Path, work: Path) -> list[Path]:
+    """The collection's files in two folders of hard links, every other file in each."""
+    files = sorted(faces.iterdir())
+    halves = []
+    for index in range(2):
+        half = work / f"half-{index}"
+        half.mkdir(parents=True)
+        for path in files[index::2]:
+            os.link(path, half / path.name)
+        halves.append(half)
+    return halves
+
+
+def _half_run(half: Path, output: Path, ready, go) -> None:
+    """A spawned process's ``--workers 1`` run on ``half``, once ``go`` is set.
+
+    Its imports (this module's, of the pipeline) happen before it sets ``ready``, so the
+    clock sees the run only.
+    """
+    ready.set()
+    go.wait()
+    _timed(half, output, "--workers", "1")
+
+
+def _side_by_side(faces: Path, work: Path) -> float:
+    """Seconds for two ``--workers 1`` runs on the two halves of ``faces``, at once."""
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    readies = [context.Event() for _ in range(2)]
+    processes = [context.Process(target=_half_run,
+                                 args=(half, work / f"side-{index}", readies[index], go))
+                 for index, half in enumerate(_halves(faces, work))]
+    for process in processes:
+        process.start()
+    for ready in readies:
+        ready.wait()
+    started = time.perf_counter()
+    go.set()
+    for process in processes:
+        process.join()
+    seconds = time.perf_counter() - started
+    if any(process.exitcode != 0 for process in processes):
+        raise RuntimeError("a side-by-side run failed")
     return seconds
 
 
@@ -95,6 +146,7 @@ def table(faces: Path, count: int, work: Path) -> list[tuple]:
     with PeakRss() as memory:
         one = _timed(faces, work / "w1", "--workers", "1")
     rows.append(("--workers 1 (in memory)", one, memory.peak_mib(workers=False)))
+    ceiling = _side_by_side(faces, work)
     with PeakRss() as memory:
         two = _timed(faces, work / "w2", "--workers", "2")
     rows.append(("--workers 2", two, memory.peak_mib(workers=True)))
@@ -114,6 +166,8 @@ def table(faces: Path, count: int, work: Path) -> list[tuple]:
     for name, seconds, mib in rows:
         print(f"{name:28s} {seconds:8.1f} {count / seconds:9.1f} {one / seconds:8.2f}x "
               f"{mib:7.0f}")
+    print(f"{'ceiling: 2 x 1 on halves':28s} {ceiling:8.1f} {count / ceiling:9.1f} "
+          f"{one / ceiling:8.2f}x       -")
     return rows
 
 
@@ -126,8 +180,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="expnet-scaling-") as temp:
         work = Path(temp)
+        counts = [args.faces] + ([args.large] if args.large else [])
         results = {}
-        for count in [args.faces] + ([args.large] if args.large else []):
+        for count in counts:
             faces = work / f"faces-{count}"
             make_collection(faces, count, args.size)
             results[count] = table(faces, count, work / f"out-{count}")
