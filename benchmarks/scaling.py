@@ -180,9 +180,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="expnet-scaling-") as temp:
         work = Path(temp)
-        counts = [args.faces] + ([args.large] if args.large else [])
         results = {}
-        for count in counts:
+        for count in [args.faces] + ([args.large] if args.large else []):
             faces = work / f"faces-{count}"
             make_collection(faces, count, args.size)
             results[count] = table(faces, count, work / f"out-{count}")

@@ -5,11 +5,11 @@ from ``mmap``, and returns freed heap above its trim threshold to the system. It
 as a program frees large blocks, up to 32 MiB and 64 MiB on 64-bit systems, unless either is
 set: Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``, which fixes the
 mmap threshold at 128 KiB too. The fit's temporaries are megabytes (a 256-face batch's
-Jacobians, the normal equations), so each one then costs page faults on first touch: a
-256-face fit took 0.28 s of CPU with 56 500 page faults under Dask's setting, 0.19 s with
-21 700 under glibc's defaults, and 0.12 s with none at the thresholds set here; a 3000-face
-run on a 2-worker LocalCluster 31.6 / 30.6 s before, 28.1 / 26.0 s after (RESULTS.md,
-"Allocator").
+Jacobians, the normal equations), so each one then costs page faults on first touch. One
+256-face fit (``python -m benchmarks.allocator``): 0.27 s of CPU and 53 000 page faults under
+Dask's setting, 0.19 s and 18 000 under glibc's defaults, 0.13 s and none at the thresholds
+set here. A 3000-face run on a 2-worker LocalCluster: 31.6 and 30.6 s before, 28.1 and 26.0 s
+after (RESULTS.md, "The allocator, and the machine's ceiling").
 
 :func:`tune_allocator` fixes the two thresholds at 16 and 32 MiB, once per process, from the
 first heavy load (:func:`pipelines.resources.load_once`). A process whose environment
