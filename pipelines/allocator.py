@@ -50,6 +50,11 @@ def _glibc():
     return libc
 
 
+def on_glibc() -> bool:
+    """Whether this process runs on glibc, where :func:`tune_allocator` can act."""
+    return _glibc() is not None
+
+
 def tune_allocator() -> bool:
     """Set glibc's mmap and trim thresholds in this process (idempotent); whether it did.
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipelines.allocator import _glibc, allocator_tuned
+from pipelines.allocator import allocator_tuned, on_glibc
 from pipelines.warmup import warm_dask_workers
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
@@ -35,7 +35,7 @@ def test_every_worker_loads_the_detector_and_the_model_without_a_task_of_the_run
             for keys in loaded.values():
                 assert sorted(keys, key=repr) == [("landmarker", "dlib", ()), ("model", "open")]
             # The loads set up each worker's allocator, despite the nanny's trim setting.
-            assert list(client.run(allocator_tuned).values()) == [_glibc() is not None] * 2
+            assert list(client.run(allocator_tuned).values()) == [on_glibc()] * 2
             # Released: the warm-up tasks are gone from the scheduler.
             held = client.run_on_scheduler(
                 lambda dask_scheduler: [key for key in dask_scheduler.tasks
