@@ -31,6 +31,7 @@ from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
 from fitting.video import DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_VIDEO_SECONDS, DEFAULT_VIDEO_FPS
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
+from pipelines.dask_pardo import translate_pardo
 from pipelines.dask_partitions import bound_partitions, uses_dask
 from pipelines.errors import OptionsError
 from pipelines.labelling import LabelFaces, describes_faces, landmarker_options, naming
@@ -359,6 +360,7 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     workers = apply_workers(options, argv, input_work(items))
     if uses_dask(options):
         bound_partitions()
+        translate_pardo()
     release_workers = warm_workers(options)
     try:
         return _run(options, items, workers, test_pipeline)
