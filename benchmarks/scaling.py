@@ -42,7 +42,9 @@ def _digest(output: Path) -> dict:
             for path in paths}
 
 
-def _timed(faces: Path, output: Path, *flags: str) -> float:
+def timed_run(faces: Path, output: Path, *flags: str) -> float:
+    """Seconds of ``expnet generate`` on ``faces`` with ``flags``; raises unless every face
+    was written and the accounting holds."""
     started = time.perf_counter()
     stats = generate.run(["--input", str(faces), "--output", str(output), "--quiet",
                           "--overwrite", *flags])
@@ -73,7 +75,7 @@ def _half_run(half: Path, output: Path, ready, go) -> None:
     """
     ready.set()
     go.wait()
-    _timed(half, output, "--workers", "1")
+    timed_run(half, output, "--workers", "1")
 
 
 def _side_by_side(faces: Path, work: Path) -> float:
@@ -139,23 +141,30 @@ class PeakRss:
         return max(found, default=0) / 2**20
 
 
-def table(faces: Path, count: int, work: Path) -> list[tuple]:
+def dask_local_run(faces: Path, output: Path) -> tuple[float, PeakRss]:
+    """Seconds of a run on Beam's DaskRunner on a fresh 2x1 ``distributed.LocalCluster``,
+    and the RSS sampled during it (the launcher's includes the cluster's scheduler)."""
     import distributed
 
-    rows = []
-    with PeakRss() as memory:
-        one = _timed(faces, work / "w1", "--workers", "1")
-    rows.append(("--workers 1 (in memory)", one, memory.peak_mib(workers=False)))
-    ceiling = _side_by_side(faces, work)
-    with PeakRss() as memory:
-        two = _timed(faces, work / "w2", "--workers", "2")
-    rows.append(("--workers 2", two, memory.peak_mib(workers=True)))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         with PeakRss() as memory:
-            dask = _timed(faces, work / "dask", "--runner", DASK_RUNNER,
-                          "--dask_client_address", cluster.scheduler_address)
+            seconds = timed_run(faces, output, "--runner", DASK_RUNNER,
+                                "--dask_client_address", cluster.scheduler_address)
         distributed.default_client().close()
+    return seconds, memory
+
+
+def table(faces: Path, count: int, work: Path) -> list[tuple]:
+    rows = []
+    with PeakRss() as memory:
+        one = timed_run(faces, work / "w1", "--workers", "1")
+    rows.append(("--workers 1 (in memory)", one, memory.peak_mib(workers=False)))
+    ceiling = _side_by_side(faces, work)
+    with PeakRss() as memory:
+        two = timed_run(faces, work / "w2", "--workers", "2")
+    rows.append(("--workers 2", two, memory.peak_mib(workers=True)))
+    dask, memory = dask_local_run(faces, work / "dask")
     rows.append(("Dask LocalCluster 2x1", dask, memory.peak_mib(workers=True)))
     reference = _digest(work / "w1")
     for name in ("w2", "dask"):
