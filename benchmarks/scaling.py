@@ -54,17 +54,18 @@ def timed_run(faces: Path, output: Path, *flags: str) -> float:
     return seconds
 
 
+def linked(paths: list[Path], folder: Path) -> Path:
+    """``folder``, made, holding a hard link to each of ``paths``."""
+    folder.mkdir(parents=True)
+    for path in paths:
+        os.link(path, folder / path.name)
+    return folder
+
+
 def _halves(faces: Path, work: Path) -> list[Path]:
     """The collection's files in two folders of hard links, every other file in each."""
     files = sorted(faces.iterdir())
-    halves = []
-    for index in range(2):
-        half = work / f"half-{index}"
-        half.mkdir(parents=True)
-        for path in files[index::2]:
-            os.link(path, half / path.name)
-        halves.append(half)
-    return halves
+    return [linked(files[index::2], work / f"half-{index}") for index in range(2)]
 
 
 def _half_run(half: Path, output: Path, ready, go) -> None:

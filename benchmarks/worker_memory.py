@@ -17,15 +17,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.generate_speed import make_collection
-from benchmarks.scaling import PeakRss, dask_local_run, timed_run
-
-
-def _subset(faces: Path, count: int, folder: Path) -> Path:
-    """The first ``count`` files of ``faces``, hard-linked into ``folder``."""
-    folder.mkdir(parents=True)
-    for path in sorted(faces.iterdir())[:count]:
-        os.link(path, folder / path.name)
-    return folder
+from benchmarks.scaling import PeakRss, dask_local_run, linked, timed_run
 
 
 def _engine_runs(faces: Path, output: Path) -> list[tuple]:
@@ -52,8 +44,8 @@ def main() -> None:
         everything = work / "faces"
         make_collection(everything, sizes[-1], 250)
         for count in sizes:
-            faces = everything if count == sizes[-1] else _subset(
-                everything, count, work / f"faces-{count}")
+            faces = everything if count == sizes[-1] else linked(
+                sorted(everything.iterdir())[:count], work / f"faces-{count}")
             results[count] = _engine_runs(faces, work / f"out-{count}")
             print(f"{count} faces done (load average {os.getloadavg()[0]:.2f})", flush=True)
     print(f"\n{'faces':>6s} {'engine':24s} {'seconds':>8s} {'worker MiB':>11s} "

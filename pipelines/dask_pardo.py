@@ -32,13 +32,14 @@ def translate_pardo() -> None:
     transform_evaluator.TRANSLATIONS[apache_beam.ParDo] = _fresh_receiver_pardo()
 
 
-def run_bundle(items, fn, window_fn, label: str, side_inputs, args: list, kwargs: dict) -> list:
+def run_bundle(items, signature, window_fn, label: str, side_inputs, args: list,
+               kwargs: dict) -> list:
     """One Dask partition through a DoFn: setup, start, every element, finish, teardown.
 
     Parameters
     ----------
     items : iterable of WindowedValue   the partition's elements
-    fn : apache_beam.DoFn
+    signature : DoFnSignature           the DoFn's, made once in the launcher
     window_fn : WindowFn or None        the main input's windowing
     label : str                         the step's label
     side_inputs : list of SideInputMap or None
@@ -51,7 +52,7 @@ def run_bundle(items, fn, window_fn, label: str, side_inputs, args: list, kwargs
         ones as ``WindowedValue``s.
     """
     from apache_beam import DoFn
-    from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, _OutputHandler
+    from apache_beam.runners.common import DoFnContext, DoFnInvoker, _OutputHandler
     from apache_beam.runners.dask.transform_evaluator import OneReceiver
 
     receivers = OneReceiver()
@@ -60,7 +61,7 @@ def run_bundle(items, fn, window_fn, label: str, side_inputs, args: list, kwargs
                              output_batch_converter=None, process_yields_batches=False,
                              process_batch_yields_elements=False)
     invoker = DoFnInvoker.create_invoker(
-        DoFnSignature(fn), handler, context=DoFnContext(label, state=None),
+        signature, handler, context=DoFnContext(label, state=None),
         side_inputs=side_inputs, input_args=args, input_kwargs=kwargs, user_state_context=None,
         bundle_finalizer_param=DoFn.BundleFinalizerParam())
     invoker.invoke_setup()
@@ -75,6 +76,7 @@ def run_bundle(items, fn, window_fn, label: str, side_inputs, args: list, kwargs
 @functools.cache
 def _fresh_receiver_pardo() -> type:
     """The ParDo translation, made on first use: importing this module needs no Dask."""
+    from apache_beam.runners.common import DoFnSignature
     from apache_beam.runners.dask.transform_evaluator import ParDo, get_windowed_value
 
     class FreshReceiverParDo(ParDo):
@@ -86,7 +88,7 @@ def _fresh_receiver_pardo() -> type:
             main_input = next(iter(self.applied.main_inputs.values()))
             window_fn = getattr(getattr(main_input, "windowing", None), "windowfn", None)
             return input_bag.map(get_windowed_value, window_fn).map_partitions(
-                run_bundle, transform.fn, window_fn, transform.label, side_inputs,
+                run_bundle, DoFnSignature(transform.fn), window_fn, transform.label, side_inputs,
                 list(args), kwargs)
 
     return FreshReceiverParDo

@@ -39,6 +39,16 @@ def uses_dask(options: PipelineOptions) -> bool:
     return isinstance(runner, str) and runner in DASK_RUNNER_NAMES
 
 
+def translate_for_dask() -> None:
+    """Install every Dask translation of this project in this process: Flatten and
+    GroupByKey with bounded partitions, and ParDo with a receiver per partition
+    (:mod:`pipelines.dask_pardo`)."""
+    from pipelines.dask_pardo import translate_pardo
+
+    bound_partitions()
+    translate_pardo()
+
+
 def bound_partitions(shuffle_partitions: int | None = None) -> None:
     """Make Beam's Dask runner translate Flatten and GroupByKey with bounded partition counts.
 

@@ -38,8 +38,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines import writing
-from pipelines.dask_pardo import translate_pardo
-from pipelines.dask_partitions import bound_partitions, uses_dask
+from pipelines.dask_partitions import translate_for_dask, uses_dask
 from pipelines.errors import OptionsError
 
 SYNTH_MANIFEST_NAME = "manifest.jsonl"
@@ -349,8 +348,7 @@ def run(argv=None) -> dict:
     writing.ensure_dir(output)
     started = time.time()
     if uses_dask(pipeline_options):
-        bound_partitions()
-        translate_pardo()
+        translate_for_dask()
     with beam.Pipeline(options=pipeline_options) as pipeline:
         build(pipeline, options, wheel_path)
     writing.remove_temporary(output)

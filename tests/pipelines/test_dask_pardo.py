@@ -108,11 +108,12 @@ def test_the_graph_holds_no_outputs_after_a_run(fresh_pardo):
 
 
 def test_a_bundle_run_twice_with_the_same_arguments_gives_the_same_outputs():
+    from apache_beam.runners.common import DoFnSignature
     from apache_beam.transforms.window import GlobalWindow
     from apache_beam.utils.windowed_value import WindowedValue
 
     items = [WindowedValue(number, 0, (GlobalWindow(),)) for number in range(6)]
-    arguments = (_SplitOdd(), None, "SplitOdd", None, [], {})
+    arguments = (DoFnSignature(_SplitOdd()), None, "SplitOdd", None, [], {})
     first = run_bundle(items, *arguments)
     assert _sorted_outputs(run_bundle(items, *arguments)) == _sorted_outputs(first)
     main, tagged = _sorted_outputs(first)
