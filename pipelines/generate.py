@@ -34,6 +34,7 @@ from pipelines.collect import ToOneList
 from pipelines.dask_partitions import translate_for_dask, uses_dask
 from pipelines.errors import OptionsError
 from pipelines.labelling import LabelFaces, describes_faces, landmarker_options, naming
+from pipelines.launch import run_to_end
 from pipelines.local_engine import PARALLEL_FROM_ITEMS, VIDEO_ITEMS, apply_workers, input_work
 from pipelines.output_state import (
     DatasetStateError,
@@ -387,8 +388,8 @@ def _run(options: GenerateOptions, items: list, workers: int,
         try:
             pipeline = (test_pipeline if test_pipeline is not None
                         else beam.Pipeline(options=options))
-            with pipeline:
-                build(pipeline, options, metadata, plan, run_info, items)
+            build(pipeline, options, metadata, plan, run_info, items)
+            run_to_end(pipeline)
         finally:
             PROGRESS.stop()
         stats = read_stats(output)

@@ -40,6 +40,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from pipelines import writing
 from pipelines.dask_partitions import translate_for_dask, uses_dask
 from pipelines.errors import OptionsError
+from pipelines.launch import run_to_end
 
 SYNTH_MANIFEST_NAME = "manifest.jsonl"
 IMAGES_DIR = "images"
@@ -349,8 +350,9 @@ def run(argv=None) -> dict:
     started = time.time()
     if uses_dask(pipeline_options):
         translate_for_dask()
-    with beam.Pipeline(options=pipeline_options) as pipeline:
-        build(pipeline, options, wheel_path)
+    pipeline = beam.Pipeline(options=pipeline_options)
+    build(pipeline, options, wheel_path)
+    run_to_end(pipeline)
     writing.remove_temporary(output)
     summary = {"manifest": f"{output}/{SYNTH_MANIFEST_NAME}", "count": options.count,
                "wall_seconds": round(time.time() - started, 3)}

@@ -1,5 +1,6 @@
 """Expanding input specs and reading files, archives and manifests."""
 
+import dataclasses
 import io
 import json
 import tarfile
@@ -219,3 +220,24 @@ def test_inputs_may_hold_videos_when_they_name_a_video_or_an_archive():
     failure = Failure("uri-x", "clips/b.mp4", "clips", "read", "no_match")
     assert not has_videos([still, failure])
     assert has_videos([still, video]) and has_videos([still, archive])
+
+
+def test_dask_tokens_of_items_tell_every_field_apart():
+    # Dask names Create's graph by this token: two item lists with one token would be run as
+    # one. Every field, the naming's included, must change it; equal items must not.
+    tokenize = pytest.importorskip("dask.tokenize",
+                                   reason="the dask extra is not installed").tokenize
+    item = SourceItem("/data/a.jpg", "/data", "file", "happy", "S001",
+                      Naming(subject_pattern=r"(S\d+)_"))
+    assert tokenize(item) == tokenize(dataclasses.replace(item))
+    changed = [dataclasses.replace(item, uri="/data/b.jpg"),
+               dataclasses.replace(item, source="/other"),
+               dataclasses.replace(item, kind="archive"),
+               dataclasses.replace(item, label=None),
+               dataclasses.replace(item, subject="S002"),
+               *[dataclasses.replace(item, naming=dataclasses.replace(item.naming, **change))
+                 for change in ({"label_from_parent": True}, {"subject_pattern": None},
+                                {"subject_pattern": None, "subject_from_parent": True})]]
+    tokens = {tokenize(other) for other in changed}
+    assert len(tokens) == len(changed) and tokenize(item) not in tokens
+    assert len(changed) - 5 == len(dataclasses.fields(Naming))
