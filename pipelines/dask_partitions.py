@@ -14,8 +14,13 @@ the run's eight shuffles made 4780 split tasks, and the scheduler's handling of 
 work, set the last third of the run's wall time (RESULTS.md, "Dask shuffles, pixels and warm
 workers"). Here a GroupByKey first merges adjacent input partitions down to twice the
 cluster's worker threads (at least 8), enough to keep every thread busy after the shuffle.
-Keys are hashed by Dask's ``tokenize``, the same in every process, and grouping does not
-depend on the partitioning, so the dataset is the same.
+Grouping does not depend on the partitioning, so the dataset is the same.
+
+Which partition a key goes to is :func:`partition_hash` of it, the same in every process.
+Dask's own hash, ``tokenize``, scatters the pipeline's small int keys at random: the 64 fit
+buckets fell 4 to 12 to a partition over 8 partitions, so one task had three times the
+fitting of another, and over 64 partitions 22 got none and others 4 (RESULTS.md, "The
+launcher on Dask").
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ DASK_RUNNER_NAMES = ("DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRun
 # and at least 8 (64 split tasks a shuffle), so that a small cluster still spreads its work.
 SHUFFLE_PARTITIONS_PER_THREAD = 2
 MIN_SHUFFLE_PARTITIONS = 8
+# partition_hash of a tuple of ints: a polynomial in this prime (prime to any partition count
+# below it), kept below 2**64.
+HASH_MULTIPLIER = 1_000_003
+HASH_MODULUS = 2**64
 
 _settings = {"shuffle_partitions": None}
 
@@ -93,6 +102,28 @@ def _merged(bag, partitions: int | None):
     return bag.repartition(npartitions=partitions)
 
 
+def partition_hash(key) -> int:
+    """The int a GroupByKey's task shuffle sends ``key``'s group by (its partition is this
+    modulo the partition count, digit by digit in a shuffle of several stages).
+
+    Ints and tuples of ints, the keys of every shuffle of the pipeline but the accounting's,
+    hash to a polynomial of their values: keys that differ by one in their last int, the fit
+    and detection buckets ``(0, b)`` and ``b`` and the shards ``(index, count)``, land in
+    consecutive partitions. Random ints (content and subject keys) stay uniform. Any other
+    key gets Dask's ``tokenize`` hash.
+    """
+    if isinstance(key, int):
+        return key % HASH_MODULUS
+    if isinstance(key, tuple) and all(isinstance(part, int) for part in key):
+        value = 0
+        for part in key:
+            value = (value * HASH_MULTIPLIER + part) % HASH_MODULUS
+        return value
+    from dask.tokenize import tokenize
+
+    return int(tokenize(key), 16)
+
+
 def _key(item: tuple):
     """The key of a ``(key, value)`` element."""
     return item[0]
@@ -128,14 +159,18 @@ def _bounded_group_by_key() -> type:
     from apache_beam.runners.dask.transform_evaluator import GroupByKey
 
     class BoundedGroupByKey(GroupByKey):
-        """Beam's ``groupby`` translation on the input merged to the shuffle bound.
+        """Beam's ``groupby`` translation on the input merged to the shuffle bound, keys
+        sent to partitions by :func:`partition_hash`.
 
-        The task shuffle is named, not left to Dask's default: finding the default imports
+        The task shuffle is called by name (``Bag.groupby(shuffle="tasks")`` calls it, with
+        Dask's hash), not left to Dask's default: finding the default imports
         ``dask.dataframe`` (about 1 s of the launcher's start-up).
         """
 
         def apply(self, input_bag, side_inputs=None):
+            from dask.bag.core import groupby_tasks
+
             merged = _merged(input_bag, shuffle_partition_bound())
-            return merged.groupby(_key, shuffle="tasks").map(_key_and_values)
+            return groupby_tasks(merged, _key, hash=partition_hash).map(_key_and_values)
 
     return BoundedGroupByKey

@@ -105,3 +105,63 @@ def test_the_shuffle_bound_is_twice_the_clusters_threads_with_a_floor(beams_tran
             assert dask_partitions.shuffle_partition_bound() == 8
     with pytest.raises(ValueError, match="at least 1"):
         bound_partitions(shuffle_partitions=0)
+
+
+def _partition_keys(bag) -> list:
+    """The sorted keys in each partition of a GroupByKey's bag."""
+    return [sorted(key for key, _ in part.compute(scheduler="synchronous"))
+            for part in bag.to_delayed()]
+
+
+@pytest.mark.parametrize("partitions", [8, 16, 64])
+def test_consecutive_int_keys_spread_evenly_over_the_shuffles_partitions(beams_translations,
+                                                                        partitions):
+    # The fit buckets are keys (0, b), b < 64, and shards (index, count): every partition
+    # gets its share of buckets, and shards land in partitions of their own. (A shuffle
+    # keeps its input's partition count, up to the bound.)
+    pipeline = beam.Pipeline()
+    buckets = (pipeline
+               | "Buckets" >> beam.Create(range(partitions * 16))
+               | "KeyByBucket" >> beam.Map(lambda number: ((0, number % 64), number))
+               | "GroupBuckets" >> beam.GroupByKey())
+    shards = (pipeline
+              | "Shards" >> beam.Create(range(partitions * 16))  # 16 a partition
+              | "KeyByShard" >> beam.Map(lambda number: ((number % partitions, partitions),
+                                                         number))
+              | "GroupShards" >> beam.GroupByKey())
+    del buckets, shards
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+    from apache_beam.runners.dask.overrides import dask_overrides
+
+    from pipelines.dask_pardo import translate_pardo
+
+    bound_partitions(shuffle_partitions=partitions)
+    translate_pardo()
+    pipeline.replace_all(dask_overrides())
+    visitor = DaskRunner.to_dask_bag_visitor({"partition_size": 16})
+    pipeline.visit(visitor)
+    bags = {node.full_label: bag for node, bag in visitor.bags.items()}
+    bucket_parts = _partition_keys(bags["GroupBuckets/GroupByWindow"])
+    assert [len(keys) for keys in bucket_parts] == [64 // partitions] * partitions
+    assert sorted(key for keys in bucket_parts for key in keys) == [(0, b) for b in range(64)]
+    shard_parts = _partition_keys(bags["GroupShards/GroupByWindow"])
+    assert [len(keys) for keys in shard_parts] == [1] * partitions
+
+
+def test_partition_hash_is_dasks_for_other_keys_and_uniform_for_random_ints():
+    from dask.tokenize import tokenize
+
+    from pipelines.dask_partitions import partition_hash
+    from pipelines.reading import content_key
+
+    key = ("source", "/data/faces", "input")
+    assert partition_hash(key) == int(tokenize(key), 16)
+    assert partition_hash(-3) == partition_hash(2**64 - 3)
+    # Content keys (ints from sha256 digests) still fill 8 partitions near evenly.
+    import hashlib
+
+    counts = [0] * 8
+    for index in range(8000):
+        digest = hashlib.sha256(str(index).encode()).hexdigest()
+        counts[partition_hash(content_key(digest)) % 8] += 1
+    assert min(counts) > 900 and max(counts) < 1100
