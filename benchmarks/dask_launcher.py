@@ -10,8 +10,8 @@ is read: the graph is built, not run), this prints the seconds of:
   the pipeline to its runner-API proto and back, which ``pipelines.launch.run_to_end`` skips
   on Dask;
 - ``tokenize``: Dask naming ``Create``'s graph, a hash of every input item: with
-  ``SourceItem.__dask_tokenize__``, and, the baseline, with Dask's own walk through a
-  dataclass of the same fields (what it did before the method existed).
+  ``SourceItem.__dask_tokenize__``, and, the baseline, with the method taken away for the
+  measurement: Dask's own walk through the dataclass, as before the method existed.
 
 Ratios are against ``build``, which every engine pays, and against the baseline tokenizer.
 """
@@ -19,7 +19,6 @@ Ratios are against ``build``, which every engine pays, and against the baseline 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -32,10 +31,7 @@ from pipelines.output_state import plan_run
 from pipelines.sources import SourceItem
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
-# SourceItem's fields in a dataclass of their own, without ``__dask_tokenize__``.
-PlainItem = dataclasses.make_dataclass(
-    "PlainItem", [(field.name, field.type) for field in dataclasses.fields(SourceItem)],
-    frozen=True)
+
 WALKED = "tokenize, Dask's dataclass walk"
 
 
@@ -60,6 +56,16 @@ def _built(folder: Path, output: Path) -> tuple[beam.Pipeline, list]:
     return pipeline, items
 
 
+def _without_own_token(work):
+    """``work()`` with ``SourceItem.__dask_tokenize__`` taken away: Dask's own walk."""
+    own = SourceItem.__dask_tokenize__
+    del SourceItem.__dask_tokenize__
+    try:
+        return work()
+    finally:
+        SourceItem.__dask_tokenize__ = own
+
+
 def measure(count: int, work: Path) -> dict:
     """Seconds of each launcher part for ``count`` inputs."""
     folder = work / f"inputs-{count}"
@@ -72,9 +78,7 @@ def measure(count: int, work: Path) -> dict:
     round_trip, _ = _seconds(lambda: beam.Pipeline.from_runner_api(
         pipeline.to_runner_api(use_fake_coders=True), pipeline.runner, pipeline.options))
     own, _ = _seconds(lambda: tokenize(items))
-    plain = [PlainItem(**{field.name: getattr(item, field.name)
-                          for field in dataclasses.fields(SourceItem)}) for item in items]
-    walked, _ = _seconds(lambda: tokenize(plain))
+    walked, _ = _seconds(lambda: _without_own_token(lambda: tokenize(items)))
     return {"build": build, "round trip": round_trip, "tokenize": own, WALKED: walked}
 
 
