@@ -1,4 +1,4 @@
-"""python -m benchmarks.worker_memory [--sizes 3000 12000 24000]: worker RSS against data size.
+"""python -m benchmarks.worker_memory [--sizes N ...] [--engines workers dask]: worker RSS by size.
 
 Peak RSS of each worker process of ``expnet generate --workers 2`` and of a 2x1 Dask
 ``distributed.LocalCluster``, and of the launching process, at several collection sizes.
@@ -20,22 +20,26 @@ from benchmarks.generate_speed import make_collection
 from benchmarks.scaling import PeakRss, dask_local_run, linked, timed_run
 
 
-def _engine_runs(faces: Path, output: Path) -> list[tuple]:
+def _engine_runs(faces: Path, output: Path, engines: list[str]) -> list[tuple]:
     """``(engine, seconds, worker MiB, launcher MiB)`` for ``--workers 2`` and Dask 2x1."""
     rows = []
-    with PeakRss() as memory:
-        seconds = timed_run(faces, output / "w2", "--workers", "2")
-    rows.append(("--workers 2", seconds, memory.peak_mib(workers=True),
-                 memory.peak_mib(workers=False)))
-    seconds, memory = dask_local_run(faces, output / "dask")
-    rows.append(("Dask LocalCluster 2x1", seconds, memory.peak_mib(workers=True),
-                 memory.peak_mib(workers=False)))
+    if "workers" in engines:
+        with PeakRss() as memory:
+            seconds = timed_run(faces, output / "w2", "--workers", "2")
+        rows.append(("--workers 2", seconds, memory.peak_mib(workers=True),
+                     memory.peak_mib(workers=False)))
+    if "dask" in engines:
+        seconds, memory = dask_local_run(faces, output / "dask")
+        rows.append(("Dask LocalCluster 2x1", seconds, memory.peak_mib(workers=True),
+                     memory.peak_mib(workers=False)))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 12000, 24000])
+    parser.add_argument("--engines", nargs="+", choices=["workers", "dask"],
+                        default=["workers", "dask"])
     args = parser.parse_args()
     sizes = sorted(set(args.sizes))
     results = {}
@@ -46,7 +50,7 @@ def main() -> None:
         for count in sizes:
             faces = everything if count == sizes[-1] else linked(
                 sorted(everything.iterdir())[:count], work / f"faces-{count}")
-            results[count] = _engine_runs(faces, work / f"out-{count}")
+            results[count] = _engine_runs(faces, work / f"out-{count}", args.engines)
             print(f"{count} faces done (load average {os.getloadavg()[0]:.2f})", flush=True)
     print(f"\n{'faces':>6s} {'engine':24s} {'seconds':>8s} {'worker MiB':>11s} "
           f"{'vs before':>10s} {'launcher MiB':>13s} {'vs before':>10s}")
