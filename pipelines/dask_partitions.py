@@ -20,7 +20,7 @@ Which partition a key goes to is :func:`partition_hash` of it, the same in every
 Dask's own hash, ``tokenize``, scatters the pipeline's small int keys at random: the 64 fit
 buckets fell 4 to 12 to a partition over 8 partitions, so one task had three times the
 fitting of another, and over 64 partitions 22 got none and others 4 (RESULTS.md, "The
-launcher on Dask").
+launcher, and where a Dask run waits").
 """
 
 from __future__ import annotations
@@ -106,11 +106,11 @@ def partition_hash(key) -> int:
     """The int a GroupByKey's task shuffle sends ``key``'s group by (its partition is this
     modulo the partition count, digit by digit in a shuffle of several stages).
 
-    Ints and tuples of ints, the keys of every shuffle of the pipeline but the accounting's,
-    hash to a polynomial of their values: keys that differ by one in their last int, the fit
-    and detection buckets ``(0, b)`` and ``b`` and the shards ``(index, count)``, land in
-    consecutive partitions. Random ints (content and subject keys) stay uniform. Any other
-    key gets Dask's ``tokenize`` hash.
+    Ints and tuples of ints, the keys of every shuffle of the pipeline but the accounting's
+    counts, hash to a polynomial of their values: keys that differ by one in their last int
+    (the fit and detection buckets ``(0, b)`` and ``b``, a video's chunks, the shards
+    ``(index, count)``) land in consecutive partitions. Random ints (content and subject
+    keys) stay uniform. Any other key gets Dask's ``tokenize`` hash.
     """
     if isinstance(key, int):
         return key % HASH_MODULUS

@@ -5,7 +5,8 @@ one), that the pipeline survives a round trip through its runner-API form: it pi
 compresses every transform, ``Create``'s elements included, and rebuilds the pipeline from
 that before running the copy. The round trip checks Beam's translation, not the job, and the
 launcher pays it while the cluster waits: 2.7 s at 12 000 inputs, growing with the inputs
-(RESULTS.md, "The launcher on Dask"). On Dask the pipeline runs as it was built.
+(RESULTS.md, "The launcher, and where a Dask run waits"). On Dask the pipeline runs as it
+was built.
 """
 
 from __future__ import annotations

@@ -105,9 +105,9 @@ class SourceItem:
         """What Dask hashes of this item when it names the graph of Beam's ``Create``: every
         field, as plain values.
 
-        Dask's own walk through a dataclass costs 0.1 ms an item, 1.2 s of the launcher for
-        12 000 inputs while the cluster waits (RESULTS.md, "The launcher on Dask"); this
-        costs a twentieth of that.
+        Dask's own walk through a dataclass costs 0.1 ms an item, 1.3 s of the launcher for
+        12 000 inputs while the cluster waits; this costs a twenty-fourth of that (RESULTS.md,
+        "The launcher, and where a Dask run waits").
         """
         return (type(self).__qualname__, self.uri, self.source, self.kind, self.label,
                 self.subject, *vars(self.naming).values())
