@@ -31,7 +31,7 @@ from fitting.landmarks import LANDMARKERS, SELECTION_POLICIES
 from fitting.video import DEFAULT_CHUNK_SECONDS, DEFAULT_MAX_VIDEO_SECONDS, DEFAULT_VIDEO_FPS
 from pipelines import accounting, writing
 from pipelines.collect import ToOneList
-from pipelines.dask_partitions import translate_for_dask, uses_dask
+from pipelines.dask_partitions import uses_dask
 from pipelines.errors import OptionsError
 from pipelines.labelling import LabelFaces, describes_faces, landmarker_options, naming
 from pipelines.launch import run_to_end
@@ -358,8 +358,6 @@ def run(argv=None, test_pipeline: beam.Pipeline | None = None) -> dict:
     FileSystems.set_options(options)
     items = list_items(options)
     workers = apply_workers(options, argv, input_work(items))
-    if uses_dask(options):
-        translate_for_dask()
     release_workers = warm_workers(options)
     try:
         return _run(options, items, workers, test_pipeline)

@@ -16,16 +16,20 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.pipeline import PipelineVisitor
 
-from pipelines.dask_partitions import uses_dask
+from pipelines.dask_partitions import translate_for_dask, uses_dask
 
 
 def run_to_end(pipeline: beam.Pipeline) -> None:
     """Run ``pipeline`` and wait until it has finished; raises what the run raised.
 
-    A subclass of ``beam.Pipeline`` (Beam's ``TestPipeline``) keeps its own ``run``.
+    On Dask, first installs this project's translations of Beam's steps
+    (:func:`pipelines.dask_partitions.translate_for_dask`). A subclass of ``beam.Pipeline``
+    (Beam's ``TestPipeline``) keeps its own ``run``.
     """
-    if (type(pipeline) is beam.Pipeline and uses_dask(pipeline.options)
-            and not has_side_inputs(pipeline)):
+    on_dask = uses_dask(pipeline.options)
+    if on_dask:
+        translate_for_dask()
+    if on_dask and type(pipeline) is beam.Pipeline and not has_side_inputs(pipeline):
         result = pipeline.run(test_runner_api=False)
     else:
         result = pipeline.run()

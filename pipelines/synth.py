@@ -38,7 +38,6 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from pipelines import writing
-from pipelines.dask_partitions import translate_for_dask, uses_dask
 from pipelines.errors import OptionsError
 from pipelines.launch import run_to_end
 
@@ -348,8 +347,6 @@ def run(argv=None) -> dict:
     output = options.output.rstrip("/")
     writing.ensure_dir(output)
     started = time.time()
-    if uses_dask(pipeline_options):
-        translate_for_dask()
     pipeline = beam.Pipeline(options=pipeline_options)
     build(pipeline, options, wheel_path)
     run_to_end(pipeline)

@@ -9,7 +9,6 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.dask_partitions import translate_for_dask
 from pipelines.launch import has_side_inputs, run_to_end
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
@@ -43,7 +42,6 @@ def _pipeline(address: str, path: str, *, side_input: bool) -> beam.Pipeline:
 def dask_address():
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
-        translate_for_dask()
         yield cluster.scheduler_address
 
 
