@@ -55,6 +55,9 @@ def run_bundle(items, signature, window_fn, label: str, side_inputs, args: list,
     from apache_beam.runners.common import DoFnContext, DoFnInvoker, _OutputHandler
     from apache_beam.runners.dask.transform_evaluator import OneReceiver
 
+    from pipelines.dask_sizeof import register_sizes
+
+    register_sizes()  # before the worker weighs this task's outputs
     receivers = OneReceiver()
     handler = _OutputHandler(window_fn=window_fn, main_receivers=receivers[None],
                              tagged_receivers=receivers, per_element_output_counter=None,

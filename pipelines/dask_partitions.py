@@ -133,6 +133,9 @@ def _key_and_values(group: tuple) -> tuple:
     """A Dask group ``(key, [(key, value), ...])`` as Beam's ``(key, [value, ...])``."""
     from apache_beam.utils.windowed_value import WindowedValue
 
+    from pipelines.dask_sizeof import register_sizes
+
+    register_sizes()  # a worker may run a shuffle's task before any ParDo's
     key, items = group
     return key, [value.value if isinstance(value, WindowedValue) else value
                  for _, value in items]
