@@ -165,3 +165,36 @@ def test_partition_hash_is_dasks_for_other_keys_and_uniform_for_random_ints():
         digest = hashlib.sha256(str(index).encode()).hexdigest()
         counts[partition_hash(content_key(digest)) % 8] += 1
     assert min(counts) > 900 and max(counts) < 1100
+
+
+def test_the_rows_reach_their_shards_from_every_partition_of_the_plan(beams_translations,
+                                                                      tmp_path):
+    # Only the rows' sizes meet in one place; the rows get their shard in the plan's buckets,
+    # so each shard's writer gets them from the partitions (the workers) that fitted them,
+    # not all from one task.
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+    from apache_beam.runners.dask.overrides import dask_overrides
+
+    from pipelines.dask_pardo import translate_pardo
+    from pipelines.writing import PendingRow, WriteShards
+    from schemas.layout import shard_of
+
+    ids = [f"{index:064x}" for index in range(400)]
+    pipeline = beam.Pipeline()
+    (pipeline
+     | "Rows" >> beam.Create([PendingRow(row_id, 1000) for row_id in ids])
+     | "WriteShards" >> WriteShards(str(tmp_path), metadata=None, num_shards=3))
+    bound_partitions(shuffle_partitions=8)
+    translate_pardo()
+    pipeline.replace_all(dask_overrides())
+    visitor = DaskRunner.to_dask_bag_visitor({"partition_size": 16})
+    pipeline.visit(visitor)
+    bags = {node.full_label: bag for node, bag in visitor.bags.items()}
+    parts = [part.compute(scheduler="synchronous")
+             for part in bags["WriteShards/AssignShards"].to_delayed()]
+    assert len(parts) == 8
+    # 8 of the 64 buckets a partition: about 50 rows each, none left empty.
+    assert all(30 < len(part) < 75 for part in parts)
+    assigned = [item for part in parts for item in part]
+    assert sorted(pending.id for _, pending in assigned) == ids
+    assert all(key == (shard_of(pending.id, 3), 3) for key, pending in assigned)
