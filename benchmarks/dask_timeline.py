@@ -5,7 +5,7 @@ unique 250 x 250 faces (made once, as in generate_speed.py; extra arguments go t
 command, e.g. ``--num-shards 2``) and asks every worker, every 0.5 s through
 ``client.run``, whether it is executing a task, its RSS and what Dask counts as its managed
 memory. Prints when the first task after the warm-up started, the seconds in which both,
-one or no worker was busy, the tail (the run's last stretch with at most one worker busy:
+one or no worker was busy, the tail (from the last sample with both workers busy to the end:
 the final shard writes and gathers when they run on one worker), and each worker's peak RSS
 and peak managed memory. The figures are of one run: compare runs made one after the other.
 """
@@ -52,11 +52,9 @@ def summarise(samples: list, seconds: float) -> dict:
     busy = [sum(state["busy"] for state in states.values()) for _, states in samples]
     first = next((at for (at, _), count in zip(samples, busy) if count), None)
     by_count = {count: INTERVAL_S * busy.count(count) for count in (0, 1, 2)}
-    tail_start = seconds
-    for (at, _), count in zip(reversed(samples), reversed(busy)):
-        if count > 1:
-            break
-        tail_start = at
+    # The tail runs from the last sample that saw both workers busy to the run's end.
+    both = [at for (at, _), count in zip(samples, busy) if count > 1]
+    tail_start = both[-1] if both else 0.0
     workers = sorted({worker for _, states in samples for worker in states})
     peaks = {worker: (max(states[worker]["rss"] for _, states in samples if worker in states),
                       max(states[worker]["managed"] for _, states in samples
