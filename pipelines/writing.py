@@ -334,11 +334,8 @@ def assign_shards(bucket: tuple):
     Keys are tuples of ints, which hash alike in every worker process.
     """
     _, joined = bucket
-    rows = list(joined["rows"])
-    if not rows:
-        return
-    [count] = joined["count"]
-    for pending in rows:
+    [count] = joined["count"]  # every bucket has the count, rows or not
+    for pending in joined["rows"]:
         yield (shard_of(pending.id, count), count), pending
 
 
