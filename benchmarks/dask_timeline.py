@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks.generate_speed import make_collection
-from benchmarks.scaling import DASK_RUNNER, timed_run
+from benchmarks.scaling import dask_run, local_cluster
 
 INTERVAL_S = 0.5
 WARM_UP_PREFIX = "expnet-warm-up"
@@ -73,21 +73,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="expnet-dask-timeline-") as temp:
         work = Path(temp)
         make_collection(work / "faces", args.faces, 250)
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      host="127.0.0.1", dashboard_address=None) as cluster:
-            with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        with local_cluster() as address:
+            with distributed.Client(address, set_as_default=False) as client:
                 samples, stopping = [], threading.Event()
                 sampler = threading.Thread(target=sample_workers,
                                            args=(client, samples, stopping), daemon=True)
                 sampler.start()
                 try:
-                    seconds = timed_run(work / "faces", work / "out", "--runner", DASK_RUNNER,
-                                        "--dask_client_address", cluster.scheduler_address,
-                                        *flags)
+                    seconds = dask_run(work / "faces", work / "out", address, *flags)
                 finally:
                     stopping.set()
                     sampler.join()
-            distributed.default_client().close()
     figures = summarise(samples, seconds)
     print(f"\n{args.faces} faces, Dask 2x1 {' '.join(flags)}: {seconds:.1f} s")
     print(f"first task after the warm-up at {figures['first_task_s']:.1f} s")

@@ -19,6 +19,7 @@ figures move with the load, which is printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -142,17 +143,36 @@ class PeakRss:
         return max(found, default=0) / 2**20
 
 
-def dask_local_run(faces: Path, output: Path) -> tuple[float, PeakRss]:
-    """Seconds of a run on Beam's DaskRunner on a fresh 2x1 ``distributed.LocalCluster``,
-    and the RSS sampled during it (the launcher's includes the cluster's scheduler)."""
+@contextlib.contextmanager
+def local_cluster(memory_limit: str = "auto"):
+    """A fresh 2x1 ``distributed.LocalCluster`` (2 processes x 1 thread, no dashboard).
+
+    Yields its scheduler's address; on leaving, closes the client the run made the default
+    and then the cluster. ``memory_limit`` is each worker's (Dask's ``"auto"`` shares the
+    machine's memory among the workers), as ``dask worker --memory-limit`` takes it.
+    """
     import distributed
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
-        with PeakRss() as memory:
-            seconds = timed_run(faces, output, "--runner", DASK_RUNNER,
-                                "--dask_client_address", cluster.scheduler_address)
+                                  host="127.0.0.1", dashboard_address=None,
+                                  memory_limit=memory_limit) as cluster:
+        yield cluster.scheduler_address
         distributed.default_client().close()
+
+
+def dask_run(faces: Path, output: Path, address: str, *flags: str) -> float:
+    """Seconds of ``timed_run`` on Beam's DaskRunner against the scheduler at ``address``."""
+    return timed_run(faces, output, "--runner", DASK_RUNNER, "--dask_client_address", address,
+                     *flags)
+
+
+def dask_local_run(faces: Path, output: Path,
+                   memory_limit: str = "auto") -> tuple[float, PeakRss]:
+    """Seconds of a run on Beam's DaskRunner on a fresh ``local_cluster``, and the RSS
+    sampled during it (the launcher's includes the cluster's scheduler)."""
+    with local_cluster(memory_limit) as address:
+        with PeakRss() as memory:
+            seconds = dask_run(faces, output, address)
     return seconds, memory
 
 
