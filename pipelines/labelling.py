@@ -18,6 +18,7 @@ import numpy as np
 
 from fitting.identity_clusters import ClusterSettings
 from pipelines import writing
+from pipelines.allocator import release_free_heap
 from pipelines.faces import (
     DecodeImages,
     DetectAndCrop,
@@ -134,6 +135,7 @@ class FitDoFn(beam.DoFn):
 
     def finish_bundle(self):
         PROGRESS.flush()
+        release_free_heap()  # the fits' temporaries, freed between live blocks
 
     def _checked(self, faces) -> bool:
         return self.check_subjects or is_automatic(faces[0].image.subject)

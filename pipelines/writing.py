@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.allocator import release_free_heap
 from pipelines.collect import ToOneList
 from pipelines.resources import use_filesystems
 from schemas import FAILURE_SCHEMA, DatasetMetadata, shard_schema
@@ -226,6 +227,7 @@ class WriteShardDoFn(beam.DoFn):
         stream_atomically(self.output_dir, name,
                           lambda handle: sizes.append(self.write_shard(rows, handle)))
         delete_crops(self.output_dir, [pending.id for pending in rows])
+        release_free_heap()  # the shard's row groups, freed between live blocks
         beam.metrics.Metrics.counter("expnet", "shards_written").inc()
         yield {"name": name, "rows": len(rows), "bytes": sizes[0]}
 
