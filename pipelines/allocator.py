@@ -17,9 +17,10 @@ sets ``MALLOC_MMAP_THRESHOLD_`` keeps its operator's choice; other C libraries a
 
 Below those thresholds the fit's temporaries come from the heap, and glibc returns freed heap
 only from its top: the free chunks between live ones stay in the process. On a Dask worker at
-24 000 faces that was 130 to 200 MiB of its 700 MiB RSS by the end of the fit (RESULTS.md,
-"Where a worker's memory goes"). :func:`release_free_heap`, called where a step has finished
-a bundle of fits or a shard, gives those pages back (``malloc_trim``).
+24 000 faces that was 130 to 200 MiB of its 710 to 750 MiB RSS (under a memory probe) by the
+end of the fit (RESULTS.md, "Where the CPU goes, and a worker's memory").
+:func:`release_free_heap`, called where a step has finished a bundle of fits or a shard,
+gives those pages back (``malloc_trim``).
 """
 
 from __future__ import annotations
