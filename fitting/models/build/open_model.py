@@ -320,10 +320,34 @@ def blendshape_products(unit_fields: np.ndarray,
     Returns
     -------
     gram : (U, U) float64, cross : (U, K) float64   rounded to the storage grid
+
+    Summed by :func:`ordered_products`, not BLAS: a BLAS product's rounding depends on the
+    CPU's kernels, and at these magnitudes (``F^T E`` up to 2e4) it crossed the storage grid
+    in 56 of 1508 entries between two machines, so the rebuilt model's hash differed.
     """
     stored = expression_basis.astype(np.float32).astype(np.float64)
     basis = stored.reshape(-1, stored.shape[2])
-    return quantize(unit_fields @ unit_fields.T), quantize(unit_fields @ basis)
+    fields = np.asarray(unit_fields, dtype=np.float64)
+    return quantize(ordered_products(fields, fields.T)), quantize(ordered_products(fields, basis))
+
+
+def ordered_products(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left @ right`` summed term by term in index order, the same on every machine.
+
+    Parameters
+    ----------
+    left : (M, N) float64
+    right : (N, P) float64
+
+    Returns
+    -------
+    (M, P) float64   each entry the sum over ``n`` of ``left[m, n] * right[n, p]``, each
+                     product rounded, then added in increasing ``n`` (no BLAS, no FMA)
+    """
+    total = np.zeros((left.shape[0], right.shape[1]))
+    for n in range(left.shape[1]):
+        total += np.multiply.outer(left[:, n], right[n])
+    return total
 
 
 def place_landmarks(mesh: BaseMesh, vertex_indices: np.ndarray, triangles: np.ndarray,
