@@ -156,3 +156,21 @@ def test_contour_candidates_stay_within_the_depth_limit():
         # the unlimited table reaches (44 mm behind at a 45-degree turn).
         full = unlimited[jaw][unlimited[jaw] >= 0]
         assert (vertices[landmarks[jaw], 2] - vertices[full, 2]).max() > 40.0
+
+
+def test_ordered_products_are_the_matrix_product_summed_in_index_order():
+    from fitting.models.build.open_model import ordered_products
+
+    rng = np.random.default_rng(3)
+    left = rng.normal(size=(7, 300)) * 1e3
+    right = rng.normal(size=(300, 5))
+    found = ordered_products(left, right)
+    np.testing.assert_allclose(found, left @ right, rtol=1e-12, atol=1e-9)
+    # One entry by hand: each product rounded, then added left to right.
+    by_hand = 0.0
+    for n in range(300):
+        by_hand += float(left[2, n]) * float(right[n, 4])
+    assert found[2, 4] == by_hand
+    # The inputs' memory layout does not change a bit of the result (BLAS's may).
+    assert np.array_equal(ordered_products(np.asfortranarray(left), np.asfortranarray(right)),
+                          found)
