@@ -21,76 +21,59 @@ import threading
 from pathlib import Path
 
 from benchmarks.generate_speed import make_collection
-from benchmarks.scaling import dask_run, local_cluster, timed_run
+from benchmarks.scaling import ProcessSampler, dask_run, local_cluster, timed_run
 
 
-class CpuSampler:
+class CpuSampler(ProcessSampler):
     """Keeps the last CPU seconds seen of every thread of this process and every descendant.
 
     Sampled every ``interval`` s, so a process or thread that ends loses at most its last
-    interval. ``launcher_threads()`` gives this process's CPU by thread name,
-    ``descendants()`` each descendant's, both counted from when the sampler started.
+    interval. ``launcher_threads()`` gives this process's CPU by thread name (the sampler's
+    own thread left out), ``descendants()`` each descendant's, both counted from when the
+    sampler started.
     """
 
     def __init__(self, interval: float = 0.2):
-        import psutil  # a dependency of distributed (the dask extra)
-
-        self.interval = interval
-        self.me = psutil.Process()
+        super().__init__(interval)
         self.threads: dict[int, float] = {}
         self.names: dict[int, str] = {}
-        self.processes: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}
         self.start_threads: dict[int, float] = {}
-        self.start_processes: dict[int, float] = {}
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._sample, name="cpu-sampler", daemon=True)
+        self.start_cpu: dict[int, float] = {}
 
-    def __enter__(self):
-        self._read()
+    def _baseline(self) -> None:
         self.start_threads = dict(self.threads)
-        self.start_processes = dict(self.processes)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self.stopping.set()
-        self.thread.join()
-        self._read()
+        self.start_cpu = dict(self.cpu)
 
     def _read(self) -> None:
         import psutil
 
         for thread in threading.enumerate():
-            if thread.native_id is not None:
+            if thread.native_id is not None and thread is not self.thread:
                 self.names.setdefault(thread.native_id, thread.name)
         for thread in self.me.threads():
             self.threads[thread.id] = thread.user_time + thread.system_time
-        for process in self.me.children(recursive=True):
+        for process in self.processes()[1:]:
             try:
                 times = process.cpu_times()
             except psutil.Error:
                 continue  # ended between the listing and the read
-            self.processes[process.pid] = times.user + times.system
-
-    def _sample(self) -> None:
-        while not self.stopping.wait(self.interval):
-            self._read()
+            self.cpu[process.pid] = times.user + times.system
 
     def launcher_threads(self) -> dict[str, float]:
         """CPU seconds of this process by thread name (unnamed threads as ``native``)."""
         found: dict[str, float] = {}
         for native, seconds in self.threads.items():
+            if native == self.thread.native_id:
+                continue
             name = self.names.get(native, "native").split("-")[0].split(" ")[0]
-            if name == "cpu":
-                continue  # the sampler itself
             spent = seconds - self.start_threads.get(native, 0.0)
             found[name] = found.get(name, 0.0) + spent
         return found
 
     def descendants(self) -> list[float]:
         """CPU seconds of each descendant process, largest first."""
-        spent = [seconds - self.start_processes.get(pid, 0.0)
-                 for pid, seconds in self.processes.items()]
+        spent = [seconds - self.start_cpu.get(pid, 0.0) for pid, seconds in self.cpu.items()]
         return sorted((seconds for seconds in spent if seconds > 0.05), reverse=True)
 
 

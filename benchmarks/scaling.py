@@ -102,8 +102,46 @@ def _side_by_side(faces: Path, work: Path) -> float:
     return seconds
 
 
-class PeakRss:
-    """Samples the RSS of this process and its descendants every ``interval`` seconds.
+class ProcessSampler:
+    """Calls ``_read()`` every ``interval`` seconds on a thread while the ``with`` block runs,
+    and once on entering and once on leaving; ``processes()`` lists this process and its
+    descendants. Subclasses say what a read keeps."""
+
+    def __init__(self, interval: float = 0.2):
+        import psutil  # a dependency of distributed (the dask extra)
+
+        self.interval = interval
+        self.me = psutil.Process()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._sample, name="sampler", daemon=True)
+
+    def __enter__(self):
+        self._read()
+        self._baseline()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stopping.set()
+        self.thread.join()
+        self._read()
+
+    def processes(self) -> list:
+        return [self.me, *self.me.children(recursive=True)]
+
+    def _sample(self) -> None:
+        while not self.stopping.wait(self.interval):
+            self._read()
+
+    def _baseline(self) -> None:
+        """After the first read, before sampling starts (nothing by default)."""
+
+    def _read(self) -> None:
+        raise NotImplementedError
+
+
+class PeakRss(ProcessSampler):
+    """The peak RSS of this process and of each descendant, sampled every ``interval`` s.
 
     ``peak_mib(workers=True)`` is the largest RSS any one descendant reached (a worker of
     ``--workers N``, a Dask worker under its nanny); ``workers=False`` this process's own.
@@ -111,32 +149,18 @@ class PeakRss:
     """
 
     def __init__(self, interval: float = 0.2):
-        import psutil  # a dependency of distributed (the dask extra)
-
-        self.interval = interval
-        self.me = psutil.Process()
+        super().__init__(interval)
         self.peaks: dict[int, int] = {}
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self.stopping.set()
-        self.thread.join()
-
-    def _sample(self) -> None:
+    def _read(self) -> None:
         import psutil
 
-        while not self.stopping.wait(self.interval):
-            for process in [self.me, *self.me.children(recursive=True)]:
-                try:
-                    rss = process.memory_info().rss
-                except psutil.Error:
-                    continue  # ended between the listing and the read
-                self.peaks[process.pid] = max(self.peaks.get(process.pid, 0), rss)
+        for process in self.processes():
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:
+                continue  # ended between the listing and the read
+            self.peaks[process.pid] = max(self.peaks.get(process.pid, 0), rss)
 
     def peak_mib(self, *, workers: bool) -> float:
         found = [rss for pid, rss in self.peaks.items() if (pid != self.me.pid) == workers]

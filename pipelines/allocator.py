@@ -26,6 +26,7 @@ gives those pages back (``malloc_trim``).
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import threading
@@ -46,8 +47,9 @@ _state = {"tuned": None}
 _LOCK = threading.Lock()
 
 
+@functools.cache
 def _glibc():
-    """The process's C library if it is glibc, else ``None``."""
+    """The process's C library if it is glibc, else ``None`` (looked up once)."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:
