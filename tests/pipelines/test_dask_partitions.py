@@ -11,33 +11,37 @@ from pipelines.generate import GenerateOptions
 dask = pytest.importorskip("dask", reason="the dask extra is not installed")
 
 
-def _bags(partition_size: int) -> dict:
-    """Every step's Dask bag of a small pipeline: three Creates of 40, a Flatten, a GBK."""
+def _bags(partition_size: int | None, size: int = 40) -> dict:
+    """Every step's Dask bag of a small pipeline: three Creates of ``size``, a Flatten, a GBK.
+
+    ``partition_size`` is the runner's ``--dask_partition_size`` (``None``: not given)."""
     from apache_beam.runners.dask.dask_runner import DaskRunner
     from apache_beam.runners.dask.overrides import dask_overrides
 
     pipeline = beam.Pipeline()
-    parts = [pipeline | f"Create{index}" >> beam.Create(range(index * 40, index * 40 + 40))
+    parts = [pipeline | f"Create{index}" >> beam.Create(range(index * size, index * size + size))
              for index in range(3)]
     (parts
      | "Flatten" >> beam.Flatten()
      | "KeyByTens" >> beam.Map(lambda number: (number // 10, number))
      | "Group" >> beam.GroupByKey())
     pipeline.replace_all(dask_overrides())
-    visitor = DaskRunner.to_dask_bag_visitor({"partition_size": partition_size})
+    given = {} if partition_size is None else {"partition_size": partition_size}
+    visitor = DaskRunner.to_dask_bag_visitor(given)
     pipeline.visit(visitor)
     return {node.full_label: bag for node, bag in visitor.bags.items()}
 
 
 @pytest.fixture
 def beams_translations():
-    """Beam's own Flatten and GroupByKey translations for the test, the table restored after
-    (an in-process Dask run of this session may have bounded them)."""
+    """Beam's own Create, Flatten and GroupByKey translations for the test, the table
+    restored after (an in-process Dask run of this session may have bounded them)."""
     from apache_beam.runners.dask import transform_evaluator
-    from apache_beam.runners.dask.overrides import _Flatten, _GroupByKeyOnly
+    from apache_beam.runners.dask.overrides import _Create, _Flatten, _GroupByKeyOnly
 
     table = transform_evaluator.TRANSLATIONS
     original = dict(table)
+    table[_Create] = transform_evaluator.Create
     table[_Flatten] = transform_evaluator.Flatten
     table[_GroupByKeyOnly] = transform_evaluator.GroupByKey
     yield
@@ -105,6 +109,36 @@ def test_the_shuffle_bound_is_twice_the_clusters_threads_with_a_floor(beams_tran
             assert dask_partitions.shuffle_partition_bound() == 8
     with pytest.raises(ValueError, match="at least 1"):
         bound_partitions(shuffle_partitions=0)
+
+
+def test_create_makes_four_partitions_a_thread_unless_the_flags_size_them(beams_translations):
+    distributed = pytest.importorskip("distributed")
+    bound_partitions()
+    compute = {"scheduler": "synchronous"}
+    assert _bags(None, size=2000)["Create0"].npartitions == 16  # no cluster: Beam's 128
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster):
+            sized = _bags(None, size=2000)
+            given = _bags(100, size=2000)
+            small = _bags(None, size=40)
+    assert sized["Create1"].npartitions == 8  # 250 items each, four a thread
+    assert sized["Create1"].compute(**compute) == list(range(2000, 4000))
+    assert given["Create1"].npartitions == 20
+    assert small["Create0"].npartitions == 1  # at least 128 items a partition
+
+
+def test_create_partition_size_is_four_a_thread_within_its_bounds():
+    from pipelines.dask_partitions import create_partition_size
+
+    assert create_partition_size(3000, 2) == 375
+    assert create_partition_size(12000, 2) == 1024
+    assert create_partition_size(1_000_000, 64) == 1024
+    assert create_partition_size(100_000, 64) == 391
+    assert create_partition_size(500, 8) == 128
+    assert create_partition_size(0, 2) == 128
+    with pytest.raises(ValueError, match="at least 1"):
+        create_partition_size(100, 0)
 
 
 def _partition_keys(bag) -> list:
