@@ -119,3 +119,16 @@ def test_a_bundle_run_twice_with_the_same_arguments_gives_the_same_outputs():
     main, tagged = _sorted_outputs(first)
     assert main == sorted([0, 2, 4, ("bundle", 6)], key=repr)
     assert tagged == [1, 3, 5]
+
+
+def test_a_pardos_tasks_are_named_by_its_step(fresh_pardo):
+    from dask.utils import key_split
+
+    from pipelines.dask_pardo import task_name
+
+    bag = _pardo_bag(10)
+    assert task_name("Label/Detect/LandmarkAndCrop") == "LabelDetectLandmarkAndCrop"
+    assert task_name("2/3") == "ParDo"
+    # Dask's scheduler estimates durations by this prefix; Beam's names were all alike.
+    assert key_split(bag.name) == "SplitOddParDoSplitOdd"
+    assert [key_split(key) for key in bag.__dask_keys__()] == ["SplitOddParDoSplitOdd"] * 4
