@@ -24,6 +24,10 @@ here makes four partitions a worker thread of the connected cluster, of 128 to 1
 a LocalCluster's scheduler, spent 3.7 to 4.1 s of CPU against 5.4 to 5.7 s, and the run 1 to
 6 % less time (RESULTS.md, "Create's partitions").
 
+The GroupByKey of a :class:`pipelines.collect.ToOneList` (the shard count, the final gathers
+for the manifest and ``stats.json``), whose elements all share one key, runs in one partition
+without a shuffle: a task shuffle over eight partitions cost some 80 tasks for each of them.
+
 Which partition a key goes to is :func:`partition_hash` of it, the same in every process.
 Dask's own hash, ``tokenize``, scatters the pipeline's small int keys at random: the 64 fit
 buckets fell 4 to 12 to a partition over 8 partitions, so one task had three times the
@@ -164,6 +168,27 @@ def _key(item: tuple):
     return item[0]
 
 
+def _gathers_all(applied) -> bool:
+    """Whether the GroupByKey ``applied`` is a :class:`pipelines.collect.ToOneList`'s, whose
+    elements all have one key."""
+    from pipelines.collect import ToOneList
+
+    while applied is not None:
+        if isinstance(applied.transform, ToOneList):
+            return True
+        applied = applied.parent
+    return False
+
+
+def _grouped_in_partition(items) -> list:
+    """A partition's ``(key, value)`` items as Dask's groups ``(key, [(key, value), ...])``,
+    keys in the order first seen."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(_key(item), []).append(item)
+    return list(groups.items())
+
+
 def _key_and_values(group: tuple) -> tuple:
     """A Dask group ``(key, [(key, value), ...])`` as Beam's ``(key, [value, ...])``."""
     from apache_beam.utils.windowed_value import WindowedValue
@@ -231,6 +256,9 @@ def _bounded_group_by_key() -> type:
         def apply(self, input_bag, side_inputs=None):
             from dask.bag.core import groupby_tasks
 
+            if _gathers_all(self.applied):
+                whole = input_bag.repartition(npartitions=1)
+                return whole.map_partitions(_grouped_in_partition).map(_key_and_values)
             merged = _merged(input_bag, shuffle_partition_bound())
             return groupby_tasks(merged, _key, hash=partition_hash).map(_key_and_values)
 

@@ -128,6 +128,38 @@ def test_create_makes_four_partitions_a_thread_unless_the_flags_size_them(beams_
     assert small["Create0"].npartitions == 1  # at least 128 items a partition
 
 
+def test_a_to_one_list_gathers_in_one_partition_without_a_shuffle(beams_translations):
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+    from apache_beam.runners.dask.overrides import dask_overrides
+
+    from pipelines.collect import ToOneList
+
+    def gathered_and_grouped():
+        pipeline = beam.Pipeline()
+        numbers = pipeline | "Numbers" >> beam.Create(range(100))
+        numbers | "All" >> ToOneList()
+        (numbers
+         | "KeyByTens" >> beam.Map(lambda number: (number // 10, number))
+         | "Group" >> beam.GroupByKey())
+        pipeline.replace_all(dask_overrides())
+        visitor = DaskRunner.to_dask_bag_visitor({"partition_size": 10})
+        pipeline.visit(visitor)
+        bags = {node.full_label: bag for node, bag in visitor.bags.items()}
+        return bags["All/DropSeed"], bags["Group/GroupByWindow"]
+
+    bound_partitions(shuffle_partitions=4)
+    gathered, grouped = gathered_and_grouped()
+    assert gathered.npartitions == 1
+    assert not any("shuffle" in str(key) for key in dict(gathered.__dask_graph__()))
+    [values] = gathered.compute(scheduler="processes", num_workers=1)
+    assert sorted(values) == list(range(100))
+    # Any other GroupByKey still shuffles, to the bound.
+    assert grouped.npartitions == 4
+    assert any("shuffle" in str(key) for key in dict(grouped.__dask_graph__()))
+    assert _groups(grouped) == [(tens, list(range(tens * 10, tens * 10 + 10)))
+                                for tens in range(10)]
+
+
 def test_create_partition_size_is_four_a_thread_within_its_bounds():
     from pipelines.dask_partitions import create_partition_size
 
