@@ -246,7 +246,8 @@ def _bounded_group_by_key() -> type:
 
     class BoundedGroupByKey(GroupByKey):
         """Beam's ``groupby`` translation on the input merged to the shuffle bound, keys
-        sent to partitions by :func:`partition_hash`.
+        sent to partitions by :func:`partition_hash`; a ``ToOneList``'s grouped in one
+        partition, without a shuffle.
 
         The task shuffle is called by name (``Bag.groupby(shuffle="tasks")`` calls it, with
         Dask's hash), not left to Dask's default: finding the default imports
