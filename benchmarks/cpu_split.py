@@ -49,7 +49,7 @@ class CpuSampler(ProcessSampler):
         import psutil
 
         for thread in threading.enumerate():
-            if thread.native_id is not None and thread is not self.thread:
+            if thread.native_id is not None:
                 self.names.setdefault(thread.native_id, thread.name)
         for thread in self.me.threads():
             self.threads[thread.id] = thread.user_time + thread.system_time

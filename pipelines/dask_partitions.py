@@ -226,9 +226,10 @@ def _sized_create() -> type:
         flags give neither a partition size nor a count and a cluster is connected."""
 
         def apply(self, input_bag, side_inputs=None):
-            threads = cluster_threads()
-            sized = self.bag_kwargs.get("npartitions") or self.bag_kwargs.get("partition_size")
-            if sized or threads is None:
+            if self.bag_kwargs.get("npartitions") or self.bag_kwargs.get("partition_size"):
+                return super().apply(input_bag, side_inputs)
+            threads = cluster_threads()  # a round trip to the scheduler
+            if threads is None:
                 return super().apply(input_bag, side_inputs)
             import dask.bag
 
